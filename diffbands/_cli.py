@@ -1,0 +1,398 @@
+"""The ``diffbands`` command line.
+
+Every command reports a user error (bad input, missing data, refusal to overwrite) as ONE line on stderr,
+``diffbands: error: ...``, and exits with status 2; a traceback means a bug in diffbands. Outputs are written
+atomically (temporary file, then rename), so a failed command never leaves a partial file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ._errors import DiffbandsError, ValidationError
+
+EXIT_USER_ERROR = 2
+
+
+def _stage_bar(stages: list[str], disable: bool | None = None):
+    """A progress bar over the named stages of a command (jit-compiled stages cannot report from inside)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=len(stages), desc=stages[0], unit="step", disable=disable, leave=False, file=sys.stderr)
+
+
+def _check_out(path: str, force: bool) -> Path:
+    out = Path(path)
+    if out.exists() and not force:
+        raise DiffbandsError(f"{out} exists; pass --force to overwrite it")
+    if not out.parent.exists():
+        raise DiffbandsError(f"output folder {out.parent} does not exist")
+    return out
+
+
+def _parse_preset_args(items: list[str]) -> dict:
+    """``--set key=value`` pairs; values parsed as JSON when possible (numbers, booleans, lists)."""
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise ValidationError("--set", f"expected key=value, got {it!r}")
+        key, val = it.split("=", 1)
+        try:
+            out[key] = json.loads(val)
+        except json.JSONDecodeError:
+            out[key] = val
+    return out
+
+
+# -- commands --------------------------------------------------------------------------------------------
+def cmd_synth(args) -> int:
+    from . import io, synth
+
+    out = _check_out(args.out, args.force)
+    kwargs = _parse_preset_args(args.set or [])
+    if args.counts is not None:
+        kwargs["counts"] = args.counts
+    if args.data is not None:
+        kwargs["data_root"] = args.data
+    bar = _stage_bar(["simulating", "writing"], disable=args.quiet or None)
+    t0 = time.perf_counter()
+    bandmap, truth = synth.make_preset(args.preset, seed=args.seed, **kwargs)
+    bandmap.intensity.block_until_ready()
+    t_sim = time.perf_counter() - t0
+    bar.update(1)
+    bar.set_description("writing")
+    config = {"command": "synth", "preset": args.preset, "seed": args.seed, **kwargs}
+    io.save(out, bandmap=bandmap, bands={"truth": truth}, config=config, overwrite=args.force)
+    bar.update(1)
+    bar.close()
+    if not args.quiet:
+        shape = " x ".join(str(n) for n in bandmap.shape)
+        print(f"wrote {out}: {args.preset}, {truth.n_bands} bands, {shape} {bandmap.dims} "
+              f"(simulated in {t_sim:.1f} s, total {time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def _fmt_range(v) -> str:
+    return f"[{v[0]:.6g}, {v[1]:.6g}]"
+
+
+def cmd_info(args) -> int:
+    from . import io
+
+    info = io.read_info(args.file)
+    # describe only what loads: a file whose arrays fail validation gets the validation error instead
+    if info.get("bandmap"):
+        io.load_bandmap(args.file)
+    if info.get("bands"):
+        io.load_all_bands(args.file)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    print(_format_info(info))
+    return 0
+
+
+def _format_info(info: dict) -> str:
+    lines = [f"{info.get('path')}: layout {info.get('layout')}"]
+    for key in ("format_version", "diffbands_version", "created"):
+        if info.get(key) is not None:
+            lines.append(f"  {key}: {info[key]}")
+    bm = info.get("bandmap")
+    if bm:
+        lines.append(f"  band map: shape {tuple(bm['shape'])}, dtype {bm.get('dtype')}, "
+                     f"intensity {_fmt_range(bm['intensity_range'])} {bm.get('intensity_unit', '')}")
+        for ax in bm["axes"]:
+            uni = "" if ax.get("uniform", True) else ", non-uniform"
+            step = f", step {ax['step']:.6g}" if ax.get("step") is not None else ""
+            lines.append(f"    {ax['name']:>4}: {ax['size']} points {_fmt_range(ax['range'])} {ax.get('units', '')}{step}{uni}")
+        if bm.get("metadata"):
+            lines.append(f"    metadata: {json.dumps(bm['metadata'], default=str)[:300]}")
+    for name, b in (info.get("bands") or {}).items():
+        lines.append(f"  bands '{name}': {b['n_bands']} bands on {tuple(b['k_shape'])}, energies "
+                     f"{_fmt_range(b['energy_range'])} {b.get('energy_unit', 'eV')}")
+    prov = info.get("provenance")
+    if prov:
+        cfg = prov.get("config")
+        if cfg:
+            lines.append(f"  config: {json.dumps(cfg, default=str)[:400]}")
+        ver = prov.get("versions")
+        if ver:
+            lines.append("  versions: " + ", ".join(f"{k} {v}" for k, v in ver.items()))
+    return "\n".join(lines)
+
+
+def cmd_show(args) -> int:
+    from . import io
+    from .plot import require_matplotlib
+
+    require_matplotlib()
+    out = _check_out(args.out, args.force)
+    bandmap = io.load_bandmap(args.file)
+    bands = io.load_all_bands(args.file)
+    if args.bands:
+        missing = [n for n in args.bands if n not in bands]
+        if missing:
+            raise ValidationError("--bands", f"no band set(s) {missing} in {args.file}; it has {sorted(bands)}")
+        bands = {n: bands[n] for n in args.bands}
+    _save_figure(out, bandmap, bands, title=args.title or Path(args.file).name, energy=args.energy, dpi=args.dpi)
+    if not args.quiet:
+        print(f"wrote {out}")
+    return 0
+
+
+# -- reconstruct -----------------------------------------------------------------------------------------
+RECONSTRUCT_DEFAULTS = {
+    "eta": 0.1,
+    "sigma": 0.3,
+    "interp": "cubic",
+    "exclusion": 1.0,
+    "offset": "auto",
+    "solver": "default",
+    "epochs": 150,
+    "steps": 500,
+}
+
+
+def _parse_band_range(text: str, n: int) -> list[int]:
+    """``"0-13"``, ``"0,2,5"`` or ``"0-3,7"`` -> indices (inclusive ranges), checked against ``n`` bands."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part:
+                a, b = (int(x) for x in part.split("-", 1))
+                out.extend(range(a, b + 1))
+            elif part:
+                out.append(int(part))
+    except ValueError:
+        raise ValidationError("--bands", f"expected e.g. 0-13 or 0,2,5, got {text!r}") from None
+    bad = [i for i in out if not 0 <= i < n]
+    if not out or bad:
+        raise ValidationError("--bands", f"indices {bad or text!r} out of range for {n} bands (0-{n - 1})")
+    return out
+
+
+def _load_config(path: str | None) -> dict:
+    if path is None:
+        return {}
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            raise DiffbandsError("reading --config needs Python >= 3.11 or the tomli package") from None
+    p = Path(path)
+    if not p.is_file():
+        raise DiffbandsError(f"config file not found: {p}")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise DiffbandsError(f"{p}: not valid TOML ({err})") from None
+    data = data.get("reconstruct", data)
+    unknown = sorted(set(data) - set(RECONSTRUCT_DEFAULTS))
+    if unknown:
+        raise ValidationError("--config", f"{p}: unknown key(s) {unknown}; known: {sorted(RECONSTRUCT_DEFAULTS)}")
+    return data
+
+
+def _make_solver(name: str, epochs: int, steps: int):
+    from . import solvers
+
+    table = {
+        "default": lambda: solvers.default_solver(max_epochs=epochs, max_steps=steps),
+        "icm": lambda: solvers.CheckerboardICM(max_epochs=epochs, ignore_unsupported=True),
+        "gradient": lambda: solvers.GradientMAP("lbfgs", max_steps=steps),
+        "adam": lambda: solvers.GradientMAP("adam", max_steps=steps),
+        "chain": lambda: solvers.ChainDP(ignore_unsupported=True),
+    }
+    if name not in table:
+        raise ValidationError("--solver", f"unknown solver {name!r}; choose one of {sorted(table)}")
+    return table[name]()
+
+
+def cmd_reconstruct(args) -> int:
+    from . import io
+    from ._reconstruct import default_energy, reconstruct
+    from ._regrid import align_offset, regrid_bands
+
+    out = _check_out(args.out, args.force)
+    if args.preview:
+        _check_out(args.preview, args.force)
+    cfg = {**RECONSTRUCT_DEFAULTS, **_load_config(args.config)}
+    for key in RECONSTRUCT_DEFAULTS:
+        val = getattr(args, key, None)
+        if val is not None:
+            cfg[key] = val
+    bar = _stage_bar(["loading", "solving", "writing"], disable=args.quiet or None)
+    bandmap = io.load_bandmap(args.data)
+    theory = io.load_bands(args.init, name=args.init_name)
+    in_data = io.load_all_bands(args.data)
+    truth = in_data.get("truth")
+    if args.bands is not None:
+        sel = _parse_band_range(args.bands, theory.n_bands)
+        theory = theory.select(sel)
+        truth = truth.select(sel) if truth is not None and truth.n_bands >= max(sel) + 1 else None
+    if not theory.matches(bandmap):
+        theory = regrid_bands(theory, bandmap)
+    if truth is not None and (truth.n_bands != theory.n_bands or not truth.matches(bandmap)):
+        truth = None
+    offset = cfg["offset"]
+    if offset == "auto":
+        offset = align_offset(bandmap, theory)
+    elif offset in (None, "none"):
+        offset = 0.0
+    else:
+        try:
+            offset = float(offset)
+        except (TypeError, ValueError):
+            raise ValidationError("--offset", f"expected 'auto', 'none' or a number in eV, got {offset!r}") from None
+    cfg["offset_applied"] = offset
+    init = theory.with_energies(np.asarray(theory.energies) + offset)
+    sigma = cfg["sigma"]
+    sigma = None if sigma in (None, "none", 0, 0.0) else float(sigma)
+    energy = default_energy(bandmap, init, eta=float(cfg["eta"]), sigma=sigma, interp=cfg["interp"],
+                            exclusion=float(cfg["exclusion"]))
+    solver = _make_solver(cfg["solver"], int(cfg["epochs"]), int(cfg["steps"]))
+    bar.update(1)
+    bar.set_description(f"solving {init.n_bands} bands")
+    rec = reconstruct(energy, init, solver, config={"command": "reconstruct", "data": str(args.data),
+                                                    "init": str(args.init), "init_name": args.init_name,
+                                                    "bands": args.bands, **cfg})
+    bar.update(1)
+    bar.set_description("writing")
+    extra = {"truth": truth} if truth is not None else None
+    rec.save(out, bandmap=bandmap if args.with_data else None, extra_bands=extra, overwrite=args.force)
+    bar.update(1)
+    bar.close()
+    if args.preview:
+        _save_figure(args.preview, bandmap, {"result": rec.bands, "init": rec.init, **(extra or {})},
+                     title=f"{Path(args.data).name}: reconstruction")
+    if not args.quiet:
+        print(f"offset applied to the initial bands: {offset:+.3f} eV")
+        print(rec.summary(truth))
+        print(f"wrote {out}" + (f" and {args.preview}" if args.preview else ""))
+    return 0
+
+
+def _save_figure(path, bandmap, bands, title=None, energy=None, dpi=150):
+    from .plot import plot_bandmap, require_matplotlib
+
+    plt = require_matplotlib()
+    out = Path(path)
+    fig = plot_bandmap(bandmap, bands, energy=energy, title=title)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}{out.suffix}")
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, out)
+    finally:
+        plt.close(fig)
+        if tmp.exists():
+            tmp.unlink()
+
+
+def cmd_demo(args) -> int:
+    from ._demo import run_demo
+
+    out_dir = Path(args.out)
+    if out_dir.exists() and any(out_dir.iterdir()) and not args.force:
+        raise DiffbandsError(f"{out_dir} exists and is not empty; pass --force to overwrite the demo files")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_demo(out_dir, nk=args.nk, ne=args.ne, seed=args.seed, counts=args.counts, quiet=args.quiet)
+    return 0
+
+
+# -- parser ----------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from ._version import __version__
+
+    p = argparse.ArgumentParser(prog="diffbands", description="Band structures from photoemission band mapping, in JAX.")
+    p.add_argument("--version", action="version", version=f"diffbands {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("synth", help="simulate a band-mapping volume from a preset band structure")
+    s.add_argument("preset", help="preset name (e.g. sinusoid, crossing, griewank, graphene, wse2)")
+    s.add_argument("--out", required=True, help="output HDF5 file")
+    s.add_argument("--seed", type=int, default=0, help="random seed (matrix elements, noise)")
+    s.add_argument("--counts", type=float, default=None, help="Poisson noise: expected counts at the brightest voxel")
+    s.add_argument("--data", default=None, help="data folder for presets that read theory grids (default: $DIFFBANDS_DATA or ../shared/data)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="other preset options, e.g. --set nk=128")
+    s.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_synth)
+
+    s = sub.add_parser("info", help="describe a data file: layout, axes, ranges, sizes, provenance")
+    s.add_argument("file")
+    s.add_argument("--json", action="store_true", help="print the description as JSON")
+    s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("show", help="draw a constant-energy map and k-cuts (bands overlaid when present)")
+    s.add_argument("file")
+    s.add_argument("--out", required=True, help="output image (PNG, PDF, ...)")
+    s.add_argument("--energy", type=float, default=None, help="energy of the constant-energy map (eV)")
+    s.add_argument("--bands", nargs="*", default=None, help="band sets to overlay (default: all in the file)")
+    s.add_argument("--title", default=None)
+    s.add_argument("--dpi", type=int, default=150)
+    s.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_show)
+
+    s = sub.add_parser("reconstruct", help="reconstruct bands from a band map, starting from theory bands")
+    s.add_argument("data", help="band-map file (any layout `diffbands info` reads)")
+    s.add_argument("--init", required=True, help="initial/theory bands file (n bands in it = n bands reconstructed)")
+    s.add_argument("--init-name", default=None, help="which band set of --init to use when it holds several")
+    s.add_argument("--out", required=True, help="output HDF5 file")
+    s.add_argument("--bands", default=None, help="band indices to reconstruct, e.g. 0-13 or 0,2,5")
+    s.add_argument("--eta", type=float, default=None, help=f"smoothness scale in eV (default {RECONSTRUCT_DEFAULTS['eta']})")
+    s.add_argument("--sigma", default=None, help=f"theory-prior width in eV, or 'none' (default {RECONSTRUCT_DEFAULTS['sigma']})")
+    s.add_argument("--interp", choices=["linear", "cubic"], default=None, help="intensity interpolation along energy")
+    s.add_argument("--exclusion", type=float, default=None, help="strength of the two-bands-one-feature penalty (0: off)")
+    s.add_argument("--offset", default=None, help="energy offset added to the theory: 'auto' (fitted, default), 'none' or eV")
+    s.add_argument("--solver", default=None, help="default | icm | gradient | adam | chain")
+    s.add_argument("--epochs", type=int, default=None, help="ICM epochs (default 150)")
+    s.add_argument("--steps", type=int, default=None, help="gradient steps (default 500)")
+    s.add_argument("--config", default=None, help="TOML file with any of the options above (command line wins)")
+    s.add_argument("--preview", default=None, help="also write a figure (PNG) of the result")
+    s.add_argument("--with-data", action="store_true", help="store the band map in the output file too")
+    s.add_argument("--force", action="store_true", help="overwrite existing output files")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_reconstruct)
+
+    s = sub.add_parser("demo", help="simulate a WSe2-like volume and reconstruct it end to end (no external files)")
+    s.add_argument("--out", default="diffbands-demo", help="output folder (default ./diffbands-demo)")
+    s.add_argument("--nk", type=int, default=128, help="momentum points per axis (default 128)")
+    s.add_argument("--ne", type=int, default=470, help="energy points (default 470, 0 to -8.25 eV)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--counts", type=float, default=200.0, help="expected counts at the brightest voxel")
+    s.add_argument("--force", action="store_true", help="overwrite the demo files in a non-empty folder")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DiffbandsError as err:
+        msg = " ".join(str(err).split())  # one line, whatever the message
+        print(f"diffbands: error: {msg}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except BrokenPipeError:  # e.g. `diffbands info --json FILE | head`
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("diffbands: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

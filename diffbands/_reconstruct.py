@@ -1,0 +1,209 @@
+"""The entry point: ``reconstruct(energy, init, solver) -> Reconstruction``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._data import BandMap, Bands, FrozenMeta
+from ._errors import ShapeError, ValidationError
+from .energy import (
+    AbstractTerm,
+    FeatureExclusion,
+    IntensityLikelihood,
+    Smoothness,
+    TheoryPrior,
+    flatten_terms,
+)
+from .solvers import AbstractSolver, SolveResult, default_solver, solve
+
+__all__ = ["Reconstruction", "reconstruct", "default_energy", "describe"]
+
+
+class Reconstruction(eqx.Module):
+    """The result of :func:`reconstruct`.
+
+    Attributes:
+        bands: the reconstructed bands (:class:`~diffbands.Bands`, axes and labels of the initial bands).
+        init: the initial bands.
+        term_energies: the value of each energy term at the solution (weights included), by name.
+        energy: the total energy at the solution.
+        trace: the energy after each solver step (NaN-padded, see :class:`~diffbands.solvers.SolveResult`).
+        n_steps: solver steps taken (ICM epochs + optimiser steps for the default strategy).
+        converged: whether the solver's convergence criterion was met.
+        wall_time: seconds for the solve (compilation included on the first call with given shapes).
+        config: the configuration that produced it (solver, terms, user settings): JSON-serialisable.
+    """
+
+    bands: Bands
+    init: Bands
+    term_energies: dict[str, float] = eqx.field(static=True)
+    energy: float = eqx.field(static=True)
+    trace: np.ndarray
+    n_steps: int = eqx.field(static=True)
+    converged: bool = eqx.field(static=True)
+    wall_time: float = eqx.field(static=True)
+    config: FrozenMeta = eqx.field(static=True)
+
+    def summary(self, truth: Bands | None = None) -> str:
+        """A per-band table: energy range of each band, and the RMSE against ``truth`` if given."""
+        e = np.asarray(self.bands.energies, dtype=np.float64)
+        e0 = np.asarray(self.init.energies, dtype=np.float64)
+        rows = [f"{'band':>12} {'min (eV)':>9} {'max (eV)':>9} {'moved (meV)':>12}"
+                + (f" {'RMSE (meV)':>11}" if truth is not None else "")]
+        for i, lab in enumerate(self.bands.labels):
+            moved = 1e3 * np.sqrt(np.mean((e[i] - e0[i]) ** 2))
+            row = f"{lab:>12} {e[i].min():9.3f} {e[i].max():9.3f} {moved:12.1f}"
+            if truth is not None:
+                row += f" {1e3 * np.sqrt(np.mean((e[i] - np.asarray(truth.energies[i])) ** 2)):11.1f}"
+            rows.append(row)
+        rows.append(f"{self.n_steps} steps, converged: {self.converged}, {self.wall_time:.2f} s")
+        return "\n".join(rows)
+
+    def save(self, path, *, bandmap: BandMap | None = None, extra_bands: Mapping[str, Bands] | None = None,
+             overwrite: bool = False) -> None:
+        """Write the result (and optionally the data) in the diffbands HDF5 layout: band sets ``result``
+        (one ``(n_bands, *k)`` dataset with its axes) and ``init``; the trace as an extra array; the
+        config, term energies, steps, convergence and timing as provenance and results."""
+        from . import io
+
+        bands = {"result": self.bands, "init": self.init, **dict(extra_bands or {})}
+        results = {
+            "term_energies": self.term_energies,
+            "energy": self.energy,
+            "n_steps": self.n_steps,
+            "converged": self.converged,
+            "wall_time_s": self.wall_time,
+        }
+        io.save(path, bandmap=bandmap, bands=bands, extra={"trace": self.trace}, results=results,
+                config=dict(self.config), overwrite=overwrite)
+
+
+def describe(obj: Any) -> Any:
+    """A JSON-serialisable description of a solver or energy (type, settings, small parameters)."""
+    if isinstance(obj, eqx.Module):
+        out: dict[str, Any] = {"type": type(obj).__name__}
+        for name in getattr(obj, "__dataclass_fields__", {}):
+            out[name] = describe(getattr(obj, name, None))
+        return out
+    if isinstance(obj, (tuple, list)):
+        return [describe(x) for x in obj]
+    if isinstance(obj, (jax.Array, np.ndarray)):
+        arr = np.asarray(obj)
+        if arr.size <= 64:
+            return arr.tolist()
+        return {"array": list(arr.shape), "dtype": str(arr.dtype)}
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return repr(obj)
+
+
+def _term_name_values(energy: AbstractTerm, bands: jax.Array) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for w, term in flatten_terms(energy):
+        key, i = term.name, 1
+        while key in out:
+            i += 1
+            key = f"{term.name}_{i}"
+        out[key] = float(w * term(bands))
+    return out
+
+
+def reconstruct(
+    energy: AbstractTerm,
+    init: Bands,
+    solver: AbstractSolver | None = None,
+    *,
+    grid=None,
+    config: Mapping[str, Any] | None = None,
+) -> Reconstruction:
+    """Find the MAP band energies ``argmin_E U(E)`` of ``energy`` starting from ``init``.
+
+    Args:
+        energy: the negative log posterior, a sum of energy terms (see :mod:`diffbands.energy` and
+            :func:`default_energy`).
+        init: the initial bands (:class:`~diffbands.Bands` on the data's momentum grid); its axes and
+            labels are those of the result.
+        solver: a solver (:mod:`diffbands.solvers`); default :func:`~diffbands.solvers.default_solver`:
+            a discrete global search on the energy grid, then L-BFGS refinement of the full energy.
+        grid: the energy grid of discrete solvers (default: the band map's energy axis).
+        config: user settings to record in the result (merged with the solver and energy descriptions).
+
+    All bands are solved in one compiled call. The result records per-term energies, the trace, steps,
+    convergence, wall time and the config.
+    """
+    if not isinstance(init, Bands):
+        raise ValidationError("init", f"must be a diffbands.Bands, got {type(init).__name__}")
+    solver = default_solver() if solver is None else solver
+    t0 = time.perf_counter()
+    res: SolveResult = solve(solver, energy, init.energies, grid)
+    res = jax.block_until_ready(res)
+    wall = time.perf_counter() - t0
+    sol = np.asarray(res.bands)
+    if not np.all(np.isfinite(sol)):
+        raise ValidationError("result", "the solver produced non-finite band energies (please report this)")
+    bands = init.with_energies(sol, metadata={**dict(init.metadata), "source": "diffbands.reconstruct"})
+    cfg = {
+        **dict(config or {}),
+        "solver": describe(solver),
+        "energy": describe(energy),
+        "n_bands": init.n_bands,
+        "k_shape": list(init.k_shape),
+        "dtype": str(sol.dtype),
+    }
+    trace = np.asarray(res.trace)
+    return Reconstruction(
+        bands=bands,
+        init=init,
+        term_energies=_term_name_values(energy, res.bands),
+        energy=float(res.energy),
+        trace=trace[np.isfinite(trace)],
+        n_steps=int(res.n_steps),
+        converged=bool(res.converged),
+        wall_time=wall,
+        config=FrozenMeta(cfg),
+    )
+
+
+def default_energy(
+    bandmap: BandMap,
+    theory: Bands | None = None,
+    *,
+    eta: float | jax.Array = 0.1,
+    sigma: float | jax.Array | None = 0.3,
+    interp: str = "cubic",
+    exclusion: float = 1.0,
+    exclusion_width: float | None = None,
+) -> AbstractTerm:
+    """The standard energy: intensity likelihood + nearest-neighbour smoothness (+ theory prior, + exclusion).
+
+    ``U(E) = -sum log I~(k, E_b(k)) + sum (E_k - E_k')^2 / (2 eta^2)
+    [+ sum (E - T)^2 / (2 sigma^2)] [+ FeatureExclusion]``.
+
+    Args:
+        bandmap: the (preprocessed) data.
+        theory: theory bands on the data grid; with ``sigma`` they add a Gaussian prior of that width.
+        eta: smoothness scale (eV), scalar or per band. The reference's ``eta`` means the same.
+        sigma: theory-prior width (eV), or ``None`` for no prior.
+        interp: interpolation of the intensity along energy (``"cubic"`` gives sub-grid maxima).
+        exclusion: strength of the term that keeps two bands off one intensity feature (0: off).
+        exclusion_width: its width in eV (default: two energy steps).
+    """
+    terms: AbstractTerm = IntensityLikelihood(bandmap, interp=interp) + Smoothness(eta)
+    if theory is not None and sigma is not None:
+        if not theory.matches(bandmap):
+            raise ShapeError("theory", f"momentum grid {theory.k_shape} differs from the data's {bandmap.k_shape};"
+                             " use diffbands.regrid_bands first")
+        terms = terms + TheoryPrior(theory, sigma)
+    n_bands = theory.n_bands if theory is not None else 1
+    if exclusion and n_bands > 1:
+        step = float(jnp.median(jnp.diff(bandmap.energy)))
+        width = 2 * step if exclusion_width is None else exclusion_width
+        terms = terms + FeatureExclusion(width, exclusion)
+    return terms

@@ -1,0 +1,34 @@
+"""Energy terms (negative log posterior pieces) of band energies ``E`` of shape ``(n_bands, *k_shape)``.
+
+Terms are :class:`equinox.Module` PyTrees; combine them with ``+`` and scalar ``*``. See
+:mod:`diffbands.energy._base` for the interface a new term implements.
+"""
+
+from ._base import AbstractNeighbourTerm, AbstractSiteTerm, AbstractTerm, Sum, Weighted, flatten_terms
+from ._interp import cubic_slopes, interp_cubic, interp_grid, interp_linear, locate
+from ._likelihood import IntensityLikelihood
+from ._multiband import BandOrdering, FeatureExclusion
+from ._smoothness import Curvature, Smoothness
+from ._theory import AbstractPerturbation, RigidShift, TheoryPrior
+
+__all__ = [
+    "AbstractNeighbourTerm",
+    "AbstractPerturbation",
+    "AbstractSiteTerm",
+    "AbstractTerm",
+    "BandOrdering",
+    "Curvature",
+    "FeatureExclusion",
+    "IntensityLikelihood",
+    "RigidShift",
+    "Smoothness",
+    "Sum",
+    "TheoryPrior",
+    "Weighted",
+    "cubic_slopes",
+    "flatten_terms",
+    "interp_cubic",
+    "interp_grid",
+    "interp_linear",
+    "locate",
+]

@@ -1,0 +1,159 @@
+"""The intensity likelihood: bands sit where the photoemission intensity is high."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._data import BandMap, _as_real_array, _check_axis, _check_finite, _float_dtype, _is_uniform
+from .._errors import ShapeError, ValidationError
+from ._base import AbstractSiteTerm
+from ._interp import cubic_slopes, interp_cubic, interp_grid, interp_linear
+
+__all__ = ["IntensityLikelihood"]
+
+_INTERPS = ("linear", "cubic")
+_SPACES = ("log", "intensity")
+
+
+class IntensityLikelihood(AbstractSiteTerm):
+    r"""``U(E) = -sum_b sum_k log I~(k, E_b(k))``: the reference method's data term, on continuous energies.
+
+    **Preprocessing** (once, at construction): the intensity is normalised to maximum 1 (``normalize=True``)
+    and floored, ``I_f = max(I / max(I), floor)`` with ``floor`` relative to the maximum (default ``1e-6``,
+    as in the reference pipeline), so empty pixels cost ``-log(floor)`` (about 13.8) instead of ``+inf``.
+    The costs on the grid are then ``>= 0``, and ``0`` at the brightest pixel (a cubic may overshoot between).
+
+    **Interpolation** along energy makes the cost a continuous function of the band energy, so gradients
+    exist. ``space="log"`` (default) interpolates ``log I_f``, i.e. ``I~ = exp(interp(log I_f))``: ``I~``
+    stays positive even where a cubic overshoots, and a cubic spline reproduces the parabolic log-profile of
+    a Gaussian peak, which places sub-grid maxima well. ``space="intensity"`` interpolates ``I_f`` itself and uses
+    ``-log(max(I~, floor))``. ``interp="linear"`` is piecewise linear; ``interp="cubic"`` is the natural
+    cubic spline (C2 inside the axis; see :mod:`diffbands.energy._interp`). Energies outside the energy axis
+    are clamped to its ends: the cost there is the edge cost, with zero gradient (never NaN).
+
+    **On the grid**: at the energy-axis points every option gives exactly ``-log(I_f)``;
+    :meth:`grid_table_on_axis` returns that table, and :meth:`grid_table` on the axis returns the same
+    values bit for bit, so discrete solvers see the reference's costs. The table does not depend on the
+    band: all bands share one array. (A solver that knows its grid is ``self.energy`` may call
+    :meth:`grid_table_on_axis` directly: same values, no interval search, about 4x faster on large maps.)
+
+    **Arguments:**
+
+    - ``bandmap``: a :class:`~diffbands.BandMap`, or an intensity array ``(*k_shape, n_E)`` with ``energy=``.
+    - ``interp``: ``"linear"`` or ``"cubic"``.
+    - ``floor``: relative floor in ``(0, 1)``.
+    - ``space``: ``"log"`` or ``"intensity"`` (what is interpolated).
+    - ``energy``: the increasing energy axis, only when ``bandmap`` is an array.
+    - ``normalize``: divide by the maximum first (otherwise costs are shifted by ``log max(I)``; the floor is
+      relative to the maximum either way).
+    """
+
+    table: jax.Array  # (*k_shape, n_E): log I_f ("log") or I_f ("intensity")
+    slopes: jax.Array | None  # natural-spline knot slopes of ``table`` ("cubic") or None
+    energy: jax.Array  # (n_E,)
+    floor_value: jax.Array  # absolute floor (in the units of the stored intensity)
+    interp: str = eqx.field(static=True)
+    space: str = eqx.field(static=True)
+    uniform: bool = eqx.field(static=True)
+
+    def __init__(
+        self,
+        bandmap,
+        interp: str = "linear",
+        floor: float = 1e-6,
+        *,
+        space: str = "log",
+        energy=None,
+        normalize: bool = True,
+    ):
+        if interp not in _INTERPS:
+            raise ValidationError("interp", f"must be one of {_INTERPS}, got {interp!r}")
+        if space not in _SPACES:
+            raise ValidationError("space", f"must be one of {_SPACES}, got {space!r}")
+        if isinstance(bandmap, BandMap):
+            if energy is not None:
+                raise ValidationError("energy", "give it only with an intensity array, not with a BandMap")
+            intensity, axis, uniform = bandmap.intensity, bandmap.energy, bandmap.uniform[-1]
+        else:
+            if energy is None:
+                raise ValidationError("energy", "is required when `bandmap` is an intensity array")
+            intensity, axis, uniform = _arrays(bandmap, energy)
+        if not isinstance(floor, jax.core.Tracer) and not 0 < float(floor) < 1:
+            raise ValidationError("floor", f"must be in (0, 1) (relative to the maximum), got {floor!r}")
+        peak = jnp.max(intensity)
+        if not isinstance(peak, jax.core.Tracer) and not float(peak) > 0:
+            raise ValidationError("intensity", "has no positive value; the likelihood needs some signal")
+        if normalize:
+            intensity = intensity / peak
+            peak = jnp.ones((), intensity.dtype)
+        floor_value = jnp.asarray(floor, intensity.dtype) * peak
+        floored = jnp.maximum(intensity, floor_value)
+        self.table = jnp.log(floored) if space == "log" else floored
+        self.slopes = cubic_slopes(self.table, axis) if interp == "cubic" else None
+        self.energy = axis
+        self.floor_value = floor_value
+        self.interp = interp
+        self.space = space
+        self.uniform = bool(uniform)
+
+    @property
+    def k_shape(self) -> tuple[int, ...]:
+        return tuple(self.table.shape[:-1])
+
+    def log_intensity(self, values: jax.Array) -> jax.Array:
+        """``log I~(k, values[k])`` for ``values`` of shape ``k_shape``."""
+        if values.shape != self.k_shape:
+            raise ShapeError(
+                "bands", f"per-band shape {values.shape} differs from the intensity's k_shape {self.k_shape}"
+            )
+        if self.interp == "cubic":
+            y = interp_cubic(self.table, self.slopes, self.energy, values, uniform=self.uniform)
+        else:
+            y = interp_linear(self.table, self.energy, values, uniform=self.uniform)
+        return y if self.space == "log" else jnp.log(jnp.maximum(y, self.floor_value))
+
+    def site_energy(self, band: jax.Array, values: jax.Array) -> jax.Array:
+        """``-log I~(k, values[k])`` (the same for every band)."""
+        del band
+        return -self.log_intensity(values)
+
+    def grid_table_on_axis(self) -> jax.Array:
+        """``-log I_f`` at the energy-axis points, shape ``(*k_shape, n_E)``: the exact discrete cost table."""
+        return -self.table if self.space == "log" else -jnp.log(self.table)
+
+    def grid_table(self, band: jax.Array, grid: jax.Array, k_shape: tuple[int, ...]) -> jax.Array:
+        """Per-site cost ``-log I~(k, grid[m])`` of every energy in ``grid``: ``(*k_shape, len(grid))``, the
+        same array for every band.
+
+        The grid intervals are located once for all momenta (fast), and grid energies that coincide with
+        energy-axis points give the stored costs exactly, so ``grid_table(b, self.energy, k_shape)`` equals
+        :meth:`grid_table_on_axis` bit for bit (also under ``jit``; no identity test involved).
+        """
+        del band
+        if tuple(k_shape) != self.k_shape:
+            raise ShapeError("k_shape", f"{tuple(k_shape)} differs from the intensity's k_shape {self.k_shape}")
+        y = interp_grid(self.table, self.energy, grid, self.slopes).astype(self.table.dtype)
+        return -y if self.space == "log" else -jnp.log(jnp.maximum(y, self.floor_value))
+
+
+def _arrays(intensity, energy) -> tuple[jax.Array, jax.Array, bool]:
+    """Validate an intensity array ``(*k_shape, n_E)`` and its energy axis (flipped if descending).
+
+    Traced inputs (e.g. building a batch of terms under ``vmap``) are taken as they are."""
+    if isinstance(intensity, jax.core.Tracer) or isinstance(energy, jax.core.Tracer):
+        axis = jnp.asarray(energy)
+        return jnp.asarray(intensity), axis, False
+    arr = _as_real_array("intensity", intensity)
+    if arr.ndim < 2:
+        raise ShapeError("intensity", f"must have shape (*k_shape, n_E), got {arr.shape}")
+    axis, flipped = _check_axis("energy", energy, allow_descending=True)
+    if axis.size != arr.shape[-1]:
+        raise ShapeError("energy", f"has {axis.size} points but the intensity's last axis has {arr.shape[-1]}")
+    if flipped:
+        arr = np.flip(arr, axis=-1)
+    _check_finite("intensity", arr)
+    dtype = _float_dtype()
+    return jnp.asarray(arr, dtype), jnp.asarray(axis, dtype), _is_uniform(axis)

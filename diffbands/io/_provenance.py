@@ -1,0 +1,81 @@
+"""Provenance records: which diffbands, which libraries, which machine, when, and with which configuration.
+
+Saved into every native diffbands file (see :mod:`diffbands.io._hdf5`) and reused by benchmarks and
+experiments, so that a number can always be traced back to the code and hardware that produced it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+from typing import Any
+
+from .._version import __version__
+from ._util import to_json
+
+__all__ = ["package_versions", "host_info", "provenance", "utc_now"]
+
+# Distributions whose versions change numerical results or file contents.
+_PACKAGES = ("jax", "jaxlib", "numpy", "h5py", "equinox", "optax", "scipy", "xarray")
+
+
+def utc_now() -> str:
+    """The current time as ISO 8601 in UTC, to the second (e.g. ``2025-03-01T12:00:00+00:00``)."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def package_versions() -> dict[str, str | None]:
+    """Versions of Python, diffbands and the libraries it depends on (``None`` where not installed)."""
+    out: dict[str, str | None] = {"python": platform.python_version(), "diffbands": __version__}
+    for name in _PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def host_info() -> dict[str, Any]:
+    """The machine: OS, CPU architecture and count, and JAX's backend and devices."""
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "python_implementation": platform.python_implementation(),
+        "cpu_count": os.cpu_count(),
+    }
+    try:
+        import jax
+
+        info["jax_backend"] = jax.default_backend()
+        info["jax_devices"] = [f"{d.platform}:{getattr(d, 'device_kind', '?')}" for d in jax.devices()]
+        info["jax_enable_x64"] = bool(jax.config.jax_enable_x64)
+    except Exception as err:  # noqa: BLE001 - a broken accelerator setup must not stop a save
+        info["jax_backend"] = f"unavailable ({type(err).__name__})"
+    return info
+
+
+def provenance(config: Any = None, command: str | list[str] | None = None) -> dict[str, Any]:
+    """A JSON-compatible provenance record.
+
+    Keys: ``diffbands_version``, ``created`` (ISO 8601 UTC), ``versions`` (:func:`package_versions`),
+    ``host`` (:func:`host_info`), ``config`` (``config`` made JSON-compatible: numpy/JAX arrays become lists,
+    paths strings) and ``command`` (``sys.argv`` joined if ``command`` is ``None`` and Python runs a script;
+    a list is joined with spaces). A ``config`` that cannot be serialised raises
+    :class:`~diffbands.ValidationError` naming ``config``.
+    """
+    if command is None:
+        command = " ".join(sys.argv) if sys.argv and sys.argv[0] else None
+    elif not isinstance(command, str):
+        command = " ".join(str(c) for c in command)
+    return {
+        "diffbands_version": __version__,
+        "created": utc_now(),
+        "versions": package_versions(),
+        "host": host_info(),
+        "config": json.loads(to_json(config, "config")),
+        "command": command,
+    }

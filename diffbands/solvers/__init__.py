@@ -1,0 +1,28 @@
+"""Solvers: interchangeable objects that minimise an energy over band energies, run by :func:`solve`.
+
+* :class:`CheckerboardICM`: discrete red-black ICM on the energy grid (fuller's ``iter_para``, any shape).
+* :class:`ChainDP`: exact MAP (Viterbi) on 1-D cuts and k-paths, optionally refined by gradient.
+* :class:`GradientMAP`: continuous optimisation of the full energy with optax (L-BFGS, Adam, ...).
+* :class:`Default` / :func:`default_solver`: discrete solve, then L-BFGS refinement.
+
+Every solve is jit-compiled and vmaps over a leading batch of datasets.
+"""
+
+from ._base import AbstractIterativeSolver, AbstractSolver, SolveResult, solve
+from ._chain_dp import ChainDP, viterbi
+from ._default import Default, default_solver
+from ._gradient import GradientMAP
+from ._icm import CheckerboardICM
+
+__all__ = [
+    "AbstractIterativeSolver",
+    "AbstractSolver",
+    "ChainDP",
+    "CheckerboardICM",
+    "Default",
+    "GradientMAP",
+    "SolveResult",
+    "default_solver",
+    "solve",
+    "viterbi",
+]

@@ -1,0 +1,317 @@
+"""The solver interface and the driver that runs a solver on an energy.
+
+A solver minimises an energy ``U(E)`` (an :class:`~diffbands.energy.AbstractTerm`) over band energies
+``E`` of shape ``(n_bands, *k_shape)``, starting from ``bands0``. Solvers are :class:`equinox.Module`
+objects that hold only settings; they are interchangeable and are run by one entry point, :func:`solve`.
+
+Iterative solvers (:class:`AbstractIterativeSolver`) are an explicit ``(init, step)`` pair over a state
+PyTree, plus ``terminate`` and ``finalise``. The driver runs
+
+.. code-block:: text
+
+    state = init(energy, bands0, grid)
+    while i < max_steps and not terminate(state):
+        state = step(energy, state); trace[i] = value(state); i += 1
+    result = finalise(energy, state)
+
+inside one ``jax.lax.while_loop`` under ``jit``: no host round trips, and the whole solve ``vmap``s over a
+leading batch of datasets (each batch member stops updating when it terminates; the loop ends when all
+have). Composite solvers (a discrete solve followed by a continuous refinement, see
+:class:`~diffbands.solvers.Default`) chain the results of several runs.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._errors import ShapeError, SolverError, ValidationError
+from ..energy._base import AbstractNeighbourTerm, AbstractSiteTerm, AbstractTerm, flatten_terms
+
+__all__ = ["AbstractSolver", "AbstractIterativeSolver", "SolveResult", "solve"]
+
+
+class SolveResult(eqx.Module):
+    """What a solve returns (every field an array, so results batch under ``vmap``).
+
+    Attributes:
+        bands: the solution ``E``, shape ``(n_bands, *k_shape)``.
+        indices: for discrete solvers, the energy-grid indices of ``bands`` (int32, same shape);
+            ``None`` for purely continuous solvers. For a discrete solve followed by a refinement these are
+            the indices of the discrete stage.
+        trace: the energy ``U`` after each step, shape ``(max_steps,)``, NaN after the last step taken.
+            Chained stages are concatenated without gaps (the first ``n_steps`` entries are finite).
+        n_steps: the number of steps taken (int scalar).
+        converged: whether the (last) solver's convergence criterion was met before ``max_steps``.
+        energy: ``U(bands)`` (scalar).
+    """
+
+    bands: jax.Array
+    indices: jax.Array | None
+    trace: jax.Array
+    n_steps: jax.Array
+    converged: jax.Array
+    energy: jax.Array
+
+
+class AbstractSolver(eqx.Module):
+    """Anything :func:`solve` can run: ``run(energy, bands0, grid) -> SolveResult``.
+
+    ``run`` is called inside ``jit`` (by :func:`solve`) with ``bands0`` a float array of shape
+    ``(n_bands, *k_shape)`` and ``grid`` the energy grid (a strictly increasing 1-D array) or ``None``.
+    """
+
+    @abc.abstractmethod
+    def run(self, energy: AbstractTerm, bands0: jax.Array, grid: jax.Array | None) -> SolveResult:
+        """Minimise ``energy`` starting from ``bands0``."""
+
+    @property
+    def needs_grid(self) -> bool:
+        """Whether this solver works on an energy grid (then :func:`solve` must find one)."""
+        return False
+
+
+class AbstractIterativeSolver(AbstractSolver):
+    """A solver given as an explicit ``(init, step)`` pair over a state PyTree.
+
+    Subclasses implement :meth:`init`, :meth:`step`, :meth:`terminate`, :meth:`value` and
+    :meth:`finalise`, and provide ``max_steps`` (a field or a property). :meth:`run` is the generic driver
+    (one ``lax.while_loop``, recording ``value(state)`` after every step in a fixed-size trace buffer).
+    """
+
+    # Subclasses provide ``max_steps`` (int), as a field or a property. (Not declared here as an
+    # ``AbstractVar``: a base-class field would come first in the subclasses' positional arguments.)
+
+    @abc.abstractmethod
+    def init(self, energy: AbstractTerm, bands0: jax.Array, grid: jax.Array | None) -> Any:
+        """The initial state."""
+
+    @abc.abstractmethod
+    def step(self, energy: AbstractTerm, state: Any) -> Any:
+        """One step (an epoch for ICM, an optimiser update for gradient solvers)."""
+
+    @abc.abstractmethod
+    def terminate(self, state: Any) -> jax.Array:
+        """Whether the convergence criterion is met (a bool scalar)."""
+
+    @abc.abstractmethod
+    def value(self, state: Any) -> jax.Array:
+        """The energy ``U`` of the current iterate (recorded in the trace)."""
+
+    @abc.abstractmethod
+    def finalise(self, energy: AbstractTerm, state: Any) -> SolveResult:
+        """The result; ``trace`` and ``n_steps`` are filled in by the driver (return placeholders)."""
+
+    def run(self, energy: AbstractTerm, bands0: jax.Array, grid: jax.Array | None) -> SolveResult:
+        state = self.init(energy, bands0, grid)
+        n_max = int(self.max_steps)
+        trace0 = jnp.full((n_max,), jnp.nan, dtype=jnp.result_type(self.value(state)))
+
+        def cond(carry):
+            i, st, _ = carry
+            return (i < n_max) & jnp.logical_not(self.terminate(st))
+
+        def body(carry):
+            i, st, tr = carry
+            st = self.step(energy, st)
+            return i + 1, st, tr.at[i].set(self.value(st))
+
+        n, state, trace = jax.lax.while_loop(cond, body, (jnp.array(0, dtype=jnp.int32), state, trace0))
+        result = self.finalise(energy, state)
+        return eqx.tree_at(
+            lambda r: (r.trace, r.n_steps, r.converged),
+            result,
+            (trace, n, jnp.asarray(self.terminate(state), dtype=bool)),
+        )
+
+
+def _placeholder_result(bands, indices, energy_value, converged=False) -> SolveResult:
+    """A :class:`SolveResult` whose trace/n_steps the driver replaces."""
+    return SolveResult(
+        bands=bands,
+        indices=indices,
+        trace=jnp.zeros((0,), dtype=jnp.result_type(energy_value)),
+        n_steps=jnp.array(0, dtype=jnp.int32),
+        converged=jnp.asarray(converged, dtype=bool),
+        energy=energy_value,
+    )
+
+
+def chain_results(first: SolveResult, second: SolveResult) -> SolveResult:
+    """The result of running ``second`` from ``first.bands``: ``second``'s solution and convergence flag,
+    the discrete indices of whichever stage has them, and the two traces concatenated without a gap."""
+    n1 = first.trace.shape[0]
+    n2 = second.trace.shape[0]
+    dtype = jnp.result_type(first.trace, second.trace)
+    trace = jnp.full((n1 + n2,), jnp.nan, dtype=dtype)
+    trace = trace.at[:n1].set(first.trace.astype(dtype))
+    # ``second.trace`` is NaN after its own last step, so writing it at ``first.n_steps`` also clears the
+    # unused tail of the first stage (first.n_steps <= n1, so the write always fits).
+    trace = jax.lax.dynamic_update_slice(trace, second.trace.astype(dtype), (first.n_steps,))
+    return SolveResult(
+        bands=second.bands,
+        indices=second.indices if second.indices is not None else first.indices,
+        trace=trace,
+        n_steps=first.n_steps + second.n_steps,
+        converged=second.converged,
+        energy=second.energy,
+    )
+
+
+# -- helpers shared by the discrete solvers ----------------------------------------------------------
+
+
+class GridDecomposition(eqx.Module):
+    """An energy split into per-site terms and nearest-neighbour terms (weights multiplied out).
+
+    ``U(E) = sum_s w_s U_s(E) + sum_n w_n c_n,b sum_<k,k'> (E_b(k) - E_b(k'))^2 [+ ignored terms]``.
+    """
+
+    site: tuple[tuple[jax.Array, AbstractSiteTerm], ...]
+    neighbour: tuple[tuple[jax.Array, AbstractNeighbourTerm], ...]
+    ignored: tuple[tuple[jax.Array, AbstractTerm], ...]
+
+    def unary_table(self, band: jax.Array, grid: jax.Array, k_shape: tuple[int, ...]) -> jax.Array:
+        """``sum_s w_s f_s,b(k, grid[m])``, shape ``(*k_shape, len(grid))``."""
+        table = jnp.zeros((*k_shape, grid.shape[0]), dtype=grid.dtype)
+        for w, term in self.site:
+            table = table + (w * term.grid_table(band, grid, k_shape)).astype(grid.dtype)
+        return table
+
+    def coupling(self, band: jax.Array, dtype) -> jax.Array:
+        """``c_b = sum_n w_n c_n,b`` (zero without neighbour terms)."""
+        c = jnp.zeros((), dtype=dtype)
+        for w, term in self.neighbour:
+            c = c + (w * term.coupling(band)).astype(dtype)
+        return c
+
+
+def decompose(energy: AbstractTerm, solver_name: str, ignore_unsupported: bool) -> GridDecomposition:
+    """Split ``energy`` for a discrete solver; a term that is neither a site nor a neighbour term raises
+    :class:`SolverError` naming it, unless ``ignore_unsupported``."""
+    if not isinstance(energy, AbstractTerm):
+        raise ValidationError("energy", f"must be an AbstractTerm, got {type(energy).__name__}")
+    site, neighbour, ignored = [], [], []
+    for w, term in flatten_terms(energy):
+        if isinstance(term, AbstractSiteTerm):
+            site.append((w, term))
+        elif isinstance(term, AbstractNeighbourTerm):
+            neighbour.append((w, term))
+        elif ignore_unsupported:
+            ignored.append((w, term))
+        else:
+            raise SolverError(
+                f"{solver_name} cannot handle the term {term.name!r}: it works on the energy grid and needs "
+                "every term to be a site term (AbstractSiteTerm) or a nearest-neighbour term "
+                "(AbstractNeighbourTerm). Use GradientMAP for general terms, or pass "
+                "ignore_unsupported=True to optimise only the grid-decomposable part."
+            )
+    return GridDecomposition(tuple(site), tuple(neighbour), tuple(ignored))
+
+
+def snap_to_grid(bands: jax.Array, grid: jax.Array) -> jax.Array:
+    """The index of the grid point nearest to each band energy (ties to the lower index), int32."""
+    n = grid.shape[0]
+    if n == 1:
+        return jnp.zeros(bands.shape, dtype=jnp.int32)
+    hi = jnp.clip(jnp.searchsorted(grid, bands), 1, n - 1)
+    lo = hi - 1
+    idx = jnp.where(bands - grid[lo] <= grid[hi] - bands, lo, hi)
+    return idx.astype(jnp.int32)
+
+
+# -- the entry point ---------------------------------------------------------------------------------
+
+
+def find_grid(energy: AbstractTerm) -> jax.Array | None:
+    """The energy grid implied by the energy: the energy axis of its first
+    :class:`~diffbands.energy.IntensityLikelihood`, else of the first term carrying a band map
+    (``term.bandmap``); ``None`` if there is none."""
+    from ..energy._likelihood import IntensityLikelihood
+
+    for _, term in flatten_terms(energy):
+        if isinstance(term, IntensityLikelihood):
+            return term.energy
+        bandmap = getattr(term, "bandmap", None)
+        if bandmap is not None and hasattr(bandmap, "coords"):
+            return bandmap.coords[-1]
+    return None
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _check_grid(grid) -> jax.Array:
+    grid = jnp.asarray(grid)
+    if grid.ndim != 1 or grid.shape[0] < 1:
+        raise ShapeError("grid", f"must be a non-empty 1-D energy axis, got shape {grid.shape}")
+    if not jnp.issubdtype(grid.dtype, jnp.floating):
+        grid = grid.astype(jnp.zeros((), dtype=float).dtype)
+    if _is_concrete(grid):
+        g = np.asarray(grid)
+        if not np.all(np.isfinite(g)):
+            raise ValidationError("grid", "contains NaN or Inf")
+        if g.size > 1 and not np.all(np.diff(g) > 0):
+            raise ValidationError("grid", "must be strictly increasing")
+    return grid
+
+
+@eqx.filter_jit
+def _run_jit(solver: AbstractSolver, energy: AbstractTerm, bands0: jax.Array, grid: jax.Array | None):
+    return solver.run(energy, bands0, grid)
+
+
+def solve(solver: AbstractSolver, energy: AbstractTerm, bands0, grid=None) -> SolveResult:
+    """Minimise ``energy`` over band energies with ``solver``, starting from ``bands0``.
+
+    Args:
+        solver: a solver object (e.g. :class:`~diffbands.solvers.CheckerboardICM`,
+            :class:`~diffbands.solvers.GradientMAP`, :class:`~diffbands.solvers.ChainDP`,
+            :class:`~diffbands.solvers.Default`).
+        energy: the energy (negative log posterior) to minimise.
+        bands0: initial band energies, an array of shape ``(n_bands, *k_shape)`` or a
+            :class:`~diffbands.Bands`.
+        grid: the energy grid for discrete solvers (strictly increasing 1-D). ``None`` takes the energy axis
+            of the band map held by the energy's likelihood term.
+
+    Returns:
+        A :class:`SolveResult`.
+
+    The whole solve is jit-compiled (one compilation per solver settings / shapes); it can be wrapped in
+    ``eqx.filter_vmap`` to solve a batch of datasets at once (batched energy leaves and ``bands0``).
+    """
+    if not isinstance(solver, AbstractSolver):
+        raise ValidationError("solver", f"must be a diffbands solver, got {type(solver).__name__}")
+    if not isinstance(energy, AbstractTerm):
+        raise ValidationError("energy", f"must be an AbstractTerm, got {type(energy).__name__}")
+    if hasattr(bands0, "energies") and hasattr(bands0, "k_shape"):  # a Bands container
+        bands0 = bands0.energies
+    if _is_concrete(bands0):
+        arr = np.asarray(bands0)
+        if arr.dtype.kind not in "biuf":
+            raise ValidationError("bands0", f"must be a real array, got dtype {arr.dtype}")
+        if arr.ndim < 2:
+            raise ShapeError("bands0", f"must have shape (n_bands, *k_shape), got {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise ValidationError("bands0", "contains NaN or Inf")
+    bands0 = jnp.asarray(bands0)
+    if bands0.ndim < 2:
+        raise ShapeError("bands0", f"must have shape (n_bands, *k_shape), got {bands0.shape}")
+    if not jnp.issubdtype(bands0.dtype, jnp.floating):
+        bands0 = bands0.astype(jnp.zeros((), dtype=float).dtype)
+    if grid is None:
+        grid = find_grid(energy)
+        if grid is None and solver.needs_grid:
+            raise SolverError(
+                f"{type(solver).__name__} works on an energy grid, but none was given (grid=None) and no "
+                "term of the energy holds a band map; pass grid= explicitly"
+            )
+    if grid is not None:
+        grid = _check_grid(grid)
+    return _run_jit(solver, energy, bands0, grid)

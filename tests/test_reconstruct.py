@@ -1,0 +1,110 @@
+"""reconstruct(), regridding and alignment of theory, the Reconstruction record, and the demo."""
+
+import json
+
+import numpy as np
+import pytest
+
+import diffbands as db
+from diffbands import energy as en
+from diffbands import io, solvers, synth
+
+
+@pytest.fixture(scope="module")
+def problem():
+    """The occupied pi band of a small noisy graphene volume, and a distorted theory (bandwidth x1.1, +0.15 eV).
+
+    (pi* lies mostly above the Fermi level, where the data hold no intensity, so it is left out.)"""
+    bm, truth = synth.make_preset("graphene", seed=1, counts=300, nk=28, ne=200, e_range=(-9.5, 0.5))
+    truth = truth.select([1])
+    theory = truth.with_energies(1.1 * np.asarray(truth.energies) + 0.15)
+    return bm, truth, theory
+
+
+def rmse(a, b):
+    return float(np.sqrt(np.mean((np.asarray(a.energies, float) - np.asarray(b.energies, float)) ** 2)))
+
+
+def test_regrid_is_exact_for_bilinear_bands():
+    kx, ky = np.linspace(-1, 1, 11), np.linspace(-2, 2, 9)
+    KX, KY = np.meshgrid(kx, ky, indexing="ij")
+    coarse = db.Bands(np.stack([1 + 2 * KX - KY, 0.5 * KX * KY]), [kx, ky])
+    fx, fy = np.linspace(-1.5, 1.5, 23), np.linspace(-1.9, 1.9, 14)
+    target = db.BandMap(np.ones((23, 14, 3)), [fx, fy, [0.0, 1.0, 2.0]])
+    fine = db.regrid_bands(coarse, target)
+    FX, FY = np.meshgrid(fx, fy, indexing="ij")
+    # bilinear functions are reproduced exactly, including the linear extrapolation beyond |kx| = 1
+    np.testing.assert_allclose(np.asarray(fine.energies[0]), 1 + 2 * FX - FY, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(fine.energies[1]), 0.5 * FX * FY, atol=1e-5)
+    masked = db.regrid_bands(coarse, target, extrapolate=False)
+    outside = np.abs(FX) > 1
+    np.testing.assert_array_equal(np.asarray(masked.mask[0]), ~outside)
+
+
+def test_align_offset_recovers_a_rigid_shift(problem):
+    bm, truth, _ = problem
+    step = float(bm.energy[1] - bm.energy[0])
+    for shift in (-0.4, 0.0, 0.27):
+        off = db.align_offset(bm, truth.with_energies(np.asarray(truth.energies) + shift))
+        assert abs(off + shift) <= step, (shift, off)
+
+
+def test_reconstruct_improves_on_theory_and_records_everything(problem, tmp_path):
+    bm, truth, theory = problem
+    init = theory.with_energies(np.asarray(theory.energies) + db.align_offset(bm, theory))
+    U = db.default_energy(bm, init, eta=0.5, sigma=0.5)
+    rec = db.reconstruct(U, init, config={"note": "test"})
+    assert isinstance(rec.bands, db.Bands) and rec.bands.labels == init.labels
+    assert rmse(rec.bands, truth) < 0.5 * rmse(init, truth)
+    # the reported energy is the energy of the returned bands, and the terms add up to it
+    assert rec.energy == pytest.approx(float(U(rec.bands.energies)), rel=1e-4)
+    assert sum(rec.term_energies.values()) == pytest.approx(rec.energy, rel=1e-4)
+    assert set(rec.term_energies) == {"IntensityLikelihood", "Smoothness", "TheoryPrior"}
+    assert rec.trace.size == rec.n_steps and np.all(np.isfinite(rec.trace))
+    assert rec.trace[-1] <= rec.trace[0]
+    assert rec.config["note"] == "test" and rec.config["solver"]["type"] == "Default"
+    assert rec.wall_time > 0
+    out = tmp_path / "rec.h5"
+    rec.save(out, bandmap=bm, extra_bands={"truth": truth})
+    back = io.load(out)
+    np.testing.assert_array_equal(np.asarray(back.bands["result"].energies), np.asarray(rec.bands.energies))
+    np.testing.assert_array_equal(np.asarray(back.bands["init"].energies), np.asarray(init.energies))
+    assert back.results["converged"] == rec.converged
+    assert back.provenance["config"]["note"] == "test"
+    np.testing.assert_allclose(back.extra["trace"], rec.trace)
+    with pytest.raises(db.DataFileError):
+        rec.save(out)
+
+
+def test_reconstruct_is_bit_reproducible(problem):
+    bm, truth, theory = problem
+    U = db.default_energy(bm, theory, eta=0.5, sigma=0.5)
+    a = db.reconstruct(U, theory, solvers.default_solver(max_epochs=20, max_steps=50))
+    b = db.reconstruct(U, theory, solvers.default_solver(max_epochs=20, max_steps=50))
+    np.testing.assert_array_equal(np.asarray(a.bands.energies), np.asarray(b.bands.energies))
+
+
+def test_reconstruct_rejects_bad_arguments(problem):
+    bm, truth, _ = problem
+    U = en.IntensityLikelihood(bm) + en.Smoothness(0.1)
+    with pytest.raises(db.ValidationError, match="init"):
+        db.reconstruct(U, np.asarray(truth.energies))
+    other = db.Bands(np.zeros((2, 5, 5)), [np.linspace(0, 1, 5), np.linspace(0, 1, 5)])
+    with pytest.raises(db.ShapeError, match="theory"):
+        db.default_energy(bm, other)
+
+
+def test_demo_small_end_to_end(tmp_path):
+    from diffbands._demo import run_demo
+
+    summary = run_demo(tmp_path, nk=24, ne=120, seed=0, counts=300, quiet=True)
+    for name in ("demo.h5", "demo.png", "demo.json"):
+        assert (tmp_path / name).stat().st_size > 0
+    saved = json.loads((tmp_path / "demo.json").read_text())
+    assert len(saved["per_band_rmse_first_bz"]) == 14
+    assert saved["mean_rmse_result_meV"] < saved["mean_rmse_init_meV"]
+    assert saved["versions"]["jax"]
+    back = io.load(tmp_path / "demo.h5")
+    assert set(back.bands) >= {"result", "init", "truth"}
+    assert back.bands["result"].energies.shape == (14, 24, 24)
+    assert summary["config"]["seed"] == 0
