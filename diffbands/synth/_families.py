@@ -193,7 +193,9 @@ def _lineshape(opts: dict):
         return Gaussian(opts["sigma"])
     if name == "lorentzian":
         return Lorentzian(opts["gamma"], opts["gamma2"])
-    raise ValidationError("lineshape", f"unknown lineshape {opts['lineshape']!r}; use 'voigt', 'gaussian' or 'lorentzian'")
+    raise ValidationError(
+        "lineshape", f"unknown lineshape {opts['lineshape']!r}; use 'voigt', 'gaussian' or 'lorentzian'"
+    )
 
 
 def _synthesise(name: str, bands: Bands, energy, *, seed, counts, opts: dict) -> tuple[BandMap, Bands]:

@@ -204,10 +204,12 @@ class Spectrometer(eqx.Module):
         if lineshape is None:
             lineshape = Voigt(sigma=0.1, gamma=0.05)
         if not isinstance(lineshape, AbstractLineshape):
-            raise ValidationError("lineshape", f"must be a lineshape module (Voigt, Gaussian, ...), got {type(lineshape).__name__}")
+            raise ValidationError(
+                "lineshape", f"must be a lineshape module (Voigt, Gaussian, ...), got {type(lineshape).__name__}"
+            )
         self.lineshape = lineshape
         k_res = _scalar("k_resolution", k_resolution, allow_none=True)
-        self.k_resolution = None if k_res is None or (not isinstance(k_res, jax.core.Tracer) and float(k_res) == 0.0) else k_res
+        self.k_resolution = None if k_res is None or _is_zero(k_res) else k_res
         self.temperature = _scalar("temperature", temperature, allow_none=True)
         self.fermi_level = _scalar("fermi_level", fermi_level, minimum=None)
         shirley = _scalar("shirley", shirley)
@@ -221,7 +223,9 @@ class Spectrometer(eqx.Module):
             except (TypeError, ValueError):
                 raise ValidationError("background", f"must be a list of numbers, got {background!r}") from None
             if c.ndim != 1 or c.size == 0:
-                raise ValidationError("background", f"must be a non-empty 1-D list of coefficients, got shape {c.shape}")
+                raise ValidationError(
+                    "background", f"must be a non-empty 1-D list of coefficients, got shape {c.shape}"
+                )
             if not np.all(np.isfinite(c)) or np.any(c < 0):
                 raise ValidationError("background", f"coefficients must be finite and >= 0, got {c.tolist()}")
             self.background = None if np.all(c == 0) else jnp.asarray(c, dtype=_fdtype())
@@ -305,6 +309,10 @@ def _is_zero(x) -> bool:
 
 # -- sampling --------------------------------------------------------------------------------------------
 _SMALL_LAMBDA = 10.0  # below: inversion; at and above: transformed rejection (PTRS is designed for lam >= 10)
+# Retry buffers as fractions of a row: PTRS rejects at most ~25 % (at lam = 10), so after round r at most
+# 4^-r of a row is left; buffers of 1/3 and 1/12 of the row hold the rejects of rounds 1 and 2, and a loop
+# finishes the second one (a third level ran no faster and compiled slower).
+_RETRY_FRACTIONS = (3, 12)
 
 
 def _poisson_inversion(lam, u):
@@ -381,8 +389,8 @@ def _poisson(key, lam, scale=1.0):
     rows = lam.reshape(lam.shape[0], -1) if lam.ndim > 1 else lam.reshape(1, -1)
     n = rows.shape[1]
     dummy = 1e3  # a harmless rate for masked-out lanes of the PTRS branch
-    sizes = []  # buffer sizes: n/3, n/12, n/48 (while they are worth it)
-    for frac in (3, 12, 48):
+    sizes = []  # buffer sizes (while they are worth it)
+    for frac in _RETRY_FRACTIONS:
         if n // frac < 16:
             break
         sizes.append(n // frac)
@@ -462,8 +470,9 @@ def _sample(key, expected, counts):
 def _seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValidationError("seed", f"must be an integer, got {seed!r}")
-    if seed < 0:
-        raise ValidationError("seed", f"must be >= 0, got {seed}")
+    if not 0 <= seed < 2**32:
+        # jax.random.key folds larger seeds onto smaller ones without x64: refuse rather than collide
+        raise ValidationError("seed", f"must be in [0, 2**32), got {seed}")
     return int(seed)
 
 
@@ -475,7 +484,9 @@ def _amplitudes(amplitudes, key, bands: Bands) -> tuple[jax.Array, Any]:
         return jnp.ones((nb,) + k_shape, dtype), None
     if isinstance(amplitudes, str):
         if amplitudes != "random":
-            raise ValidationError("amplitudes", f"unknown option {amplitudes!r}; use None, 'random', a MatrixElements or an array")
+            raise ValidationError(
+                "amplitudes", f"unknown option {amplitudes!r}; use None, 'random', a MatrixElements or an array"
+            )
         amplitudes = MatrixElements()
     if isinstance(amplitudes, MatrixElements):
         fields = amplitudes(key, bands.coords, nb)
@@ -535,6 +546,11 @@ def simulate(
     seed = _seed(seed)
     if counts is not None:
         counts = float(_scalar("counts", counts, minimum=0.0, strict=True))
+        limit = 1e15 if jnp.finfo(_fdtype()).bits > 32 else 1e7
+        if counts > limit:
+            # float32 stops resolving single counts near 2**24; the sampler needs a margin above the peak
+            precision = jnp.dtype(_fdtype()).name
+            raise ValidationError("counts", f"must be <= {limit:g} at {precision} precision, got {counts:g}")
     e_axis, _ = _check_axis("energy", energy, allow_descending=True)
     dtype = _fdtype()
     e_axis = jnp.asarray(e_axis, dtype)

@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._errors import ValidationError
+from .._errors import NonFiniteError, ValidationError
 
 __all__ = [
     "faddeeva",
@@ -105,8 +105,8 @@ def faddeeva(z) -> jax.Array:
     """The Faddeeva function ``w(z) = exp(-z^2) erfc(-i z)`` for complex ``z`` (any shape).
 
     Weideman's rational approximation in the upper half plane (see the module docstring), continued to
-    ``Im z < 0`` by ``w(z) = 2 exp(-z^2) - w(-z)`` (which grows like ``exp(y^2 - x^2)`` there). Returns the
-    complex dtype matching JAX's default precision.
+    ``Im z < 0`` by ``w(z) = 2 exp(-z^2) - w(-z)`` (which grows like ``exp(y^2 - x^2)`` there). Real input is
+    promoted to complex; the result has the precision of the input (complex64 unless x64 is on).
     """
     z = jnp.asarray(z)
     if not jnp.issubdtype(z.dtype, jnp.complexfloating):
@@ -165,7 +165,7 @@ def _param(name: str, value, *, positive: bool) -> jax.Array:
     if arr.ndim > 1:
         raise ValidationError(name, f"must be a scalar or a 1-D array (one value per band), got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        raise ValidationError(name, f"must be finite, got {arr.tolist()}")
+        raise NonFiniteError(name, f"must be finite, got {arr.tolist()}")
     if positive and np.any(arr <= 0):
         raise ValidationError(name, f"must be > 0, got {arr.tolist()}")
     if not positive and np.any(arr < 0):

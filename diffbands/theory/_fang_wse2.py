@@ -151,12 +151,12 @@ _DQ = _d_quadratic_forms()
 
 
 def _orbital_rotation(rot: np.ndarray) -> np.ndarray:
-    r"""Matrix :math:`D_{ab} = \langle\phi_a|O_R\phi_b\rangle` of a rotation ``rot`` about z (one layer's basis).
+    r"""Matrix :math:`D_{ab} = \langle\phi_a|O_R\phi_b\rangle` of an orthogonal map ``rot`` (one layer's basis).
 
     :math:`(O_R f)(\mathbf r) = f(R^{-1}\mathbf r)`: a p orbital :math:`\mathbf e\cdot\mathbf r` goes to
     :math:`(R\mathbf e)\cdot\mathbf r`, a d orbital :math:`\mathbf r^T Q\mathbf r` to
     :math:`\mathbf r^T RQR^T\mathbf r`.
-    Rotations about z keep the top and bottom Se apart.
+    Only maps that keep z (rotations about z, vertical mirrors) are allowed: top and bottom Se stay apart.
     """
     d = np.einsum("aij,ik,bkl,jl->ab", _DQ, rot, _DQ, rot)  # tr(Q_a R Q_b R^T)
     out = np.zeros((_N_ORB, _N_ORB))
@@ -178,8 +178,8 @@ def _angular_momentum() -> tuple[np.ndarray, np.ndarray]:
     (:math:`f = \mathbf r^T Q\mathbf r`), :math:`L_k Q = -i[E_k, Q]` with :math:`(E_k)_{ab} = \epsilon_{kab}`.
     """
     eps = np.zeros((3, 3, 3))
-    for (i, j, k), s in {(0, 1, 2): 1, (1, 2, 0): 1, (2, 0, 1): 1, (0, 2, 1): -1, (2, 1, 0): -1, (1, 0, 2): -1}.items():
-        eps[i, j, k] = s
+    for i, j, k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):
+        eps[i, j, k], eps[i, k, j] = 1.0, -1.0
     lp = -1j * eps
     ld = np.stack([-1j * np.einsum("aij,jk,bki->ab", _DQ, eps[k], _DQ)
                    + 1j * np.einsum("aij,bjk,ki->ab", _DQ, _DQ, eps[k]) for k in range(3)])
@@ -220,7 +220,8 @@ for _a, (_top, _bot, _sign) in {2: (7, 10, 1), 3: (5, 8, -1), 4: (6, 9, -1),
 _C3 = _rot_z(2 * math.pi / 3)
 _D_C3 = _orbital_rotation(_C3)
 _D_C2Z = _orbital_rotation(_rot_z(math.pi))  # diagonal +-1: odd for dxz, dyz, px, py
-_MIRROR_X_PARITY = np.diag(_FANG_TO_ATOMIC.T @ np.diag([1, -1, 1, 1, -1, -1, 1, 1, -1, 1, 1]) @ _FANG_TO_ATOMIC)
+# parity of each Fang orbital under the mirror x -> -x (a symmetry of the layer)
+_MIRROR_X_PARITY = np.diag(_FANG_TO_ATOMIC.T @ _orbital_rotation(np.diag([-1.0, 1.0, 1.0])) @ _FANG_TO_ATOMIC)
 
 # Fang's independent first-neighbour pairs (1-based i < j as in the paper) and the Se-W pairs.
 _T1_PAIRS = ((1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 6), (7, 7), (8, 8), (9, 9), (10, 10), (11, 11),
@@ -228,7 +229,6 @@ _T1_PAIRS = ((1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 6), (7, 7), (8, 8), (9,
 _T5_PAIRS = ((4, 1), (3, 2), (5, 2), (9, 6), (11, 6), (10, 7), (9, 8), (11, 8))
 _T6_PAIRS = ((9, 6), (11, 6), (9, 8), (11, 8))
 _EPS_OF_ORBITAL = ("eps1", "eps1", "eps3", "eps4", "eps4", "eps6", "eps7", "eps7", "eps9", "eps10", "eps10")
-
 
 
 def _inversion_real_basis() -> np.ndarray:
@@ -256,8 +256,6 @@ def _inversion_real_basis() -> np.ndarray:
 _W_REAL = _inversion_real_basis()
 
 _PARAM_NAMES: tuple[str, ...] = tuple(FANG2015_WSE2)
-_INTERLAYER_NAMES: tuple[str, ...] = tuple(FANG2015_SESE_INTERLAYER)
-_GEOMETRY_NAMES: tuple[str, ...] = tuple(WSE2_GEOMETRY)
 
 
 def _key(prefix: str, i: int, j: int) -> str:
@@ -269,45 +267,68 @@ def _key(prefix: str, i: int, j: int) -> str:
 # -------------------------------------------------------------------------------------------------
 
 
-def _fang_matrix(p: Mapping[str, jax.Array], prefix: str, pairs, dtype, mirror_partner: bool) -> jax.Array:
+def _fang_matrix_np(p: Mapping[str, float], prefix: str, pairs, mirror_partner: bool) -> np.ndarray:
     """An 11x11 Fang-basis hopping matrix from its listed elements (1-based pairs).
 
     ``mirror_partner``: also fill t_ji = parity_ij t_ij (first-neighbour bonds along the mirror-odd x axis)."""
-    m = jnp.zeros((_N_ORB, _N_ORB), dtype=dtype)
+    m = np.zeros((_N_ORB, _N_ORB))
     for i, j in pairs:
-        v = jnp.asarray(p[_key(prefix, i, j)], dtype=dtype)
-        m = m.at[i - 1, j - 1].set(v)
+        v = p[_key(prefix, i, j)]
+        m[i - 1, j - 1] = v
         if mirror_partner and i != j:
-            m = m.at[j - 1, i - 1].set(_MIRROR_X_PARITY[i - 1] * _MIRROR_X_PARITY[j - 1] * v)
+            m[j - 1, i - 1] = _MIRROR_X_PARITY[i - 1] * _MIRROR_X_PARITY[j - 1] * v
     return m
+
+
+def _layer_terms_np(p: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Atomic-basis on-site matrix (11, 11) and the 9 bond matrices (9, 11, 11) for parameter values ``p``.
+
+    Bonds, in order: t^(1) (W-W and Se-Se), t^(5), t^(6) (Se rows <- W columns) along their reference
+    vectors, then the C3 and C3^2 images of the three."""
+    c = _FANG_TO_ATOMIC
+    onsite = c @ np.diag([p[name] for name in _EPS_OF_ORBITAL]) @ c.T
+    base = np.stack([
+        c @ _fang_matrix_np(p, "t1", _T1_PAIRS, mirror_partner=True) @ c.T,
+        c @ _fang_matrix_np(p, "t5", _T5_PAIRS, mirror_partner=False) @ c.T,
+        c @ _fang_matrix_np(p, "t6", _T6_PAIRS, mirror_partner=False) @ c.T,
+    ])  # fmt: skip
+    mats = [base]
+    for _ in range(2):  # t(C3 delta) = D t(delta) D^T
+        mats.append(np.einsum("ab,nbc,dc->nad", _D_C3, mats[-1], _D_C3))
+    return onsite, np.concatenate(mats)
+
+
+def _linear_layer_maps() -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """The layer Hamiltonian's on-site and bond matrices are linear in the 40 on-site/hopping energies:
+    ``onsite = L_on @ v``, ``mats = L_hop @ v``. Found once by evaluating the assembly on unit vectors, so
+    the traced model is two matrix products (fast to compile and to differentiate)."""
+    names = tuple(n for n in FANG2015_WSE2 if not n.startswith("lambda"))
+    cols_on, cols_hop = [], []
+    for name in names:
+        unit = {n: float(n == name) for n in names}
+        on, hop = _layer_terms_np(unit)
+        cols_on.append(on.ravel())
+        cols_hop.append(hop.ravel())
+    return names, np.stack(cols_on, axis=1), np.stack(cols_hop, axis=1)
+
+
+_LINEAR_NAMES, _L_ONSITE, _L_HOP = _linear_layer_maps()
+# reference bond vectors in units of a: t^(1) along a1, Se at (0, -a/sqrt3) and (0, 2a/sqrt3) from W; C3 images
+_UNIT_DELTAS = np.concatenate(
+    [np.array([[1.0, 0.0], [0.0, -1 / _SQRT3], [0.0, 2 / _SQRT3]]) @ np.linalg.matrix_power(_C3[:2, :2], n).T
+     for n in range(3)]
+)  # fmt: skip
 
 
 def _layer_terms(p: Mapping[str, jax.Array], a: jax.Array, dtype):
     r"""``(onsite, T, delta)``: atomic-basis on-site matrix (11, 11), bond matrices (9, 11, 11) and bond
     vectors (9, 2) such that :math:`H(\mathbf k) = \text{onsite} + A + A^\dagger`,
     :math:`A = \sum_n T_n e^{-i\mathbf k\cdot\boldsymbol\delta_n}`."""
-    c = jnp.asarray(_FANG_TO_ATOMIC, dtype=dtype)
-    to_atomic = lambda m: c @ m @ c.T  # noqa: E731
-    eps = jnp.stack([jnp.asarray(p[name], dtype=dtype) for name in _EPS_OF_ORBITAL])
-    onsite = to_atomic(jnp.diag(eps))
-
-    t1 = to_atomic(_fang_matrix(p, "t1", _T1_PAIRS, dtype, mirror_partner=True))
-    t5 = to_atomic(_fang_matrix(p, "t5", _T5_PAIRS, dtype, mirror_partner=False))
-    t6 = to_atomic(_fang_matrix(p, "t6", _T6_PAIRS, dtype, mirror_partner=False))
-    # t^(1) covers W-W and Se-Se; t^(5), t^(6) are Se (rows) <- W (columns) and only fill that block.
-    base = jnp.stack([t1, t5, t6])
-    a = jnp.asarray(a, dtype=dtype)
-    zero = jnp.zeros((), dtype)
-    base_delta = jnp.stack(
-        [jnp.stack([a, zero]), jnp.stack([zero, -a / _SQRT3]), jnp.stack([zero, 2 * a / _SQRT3])]
-    )
-    d3 = jnp.asarray(_D_C3, dtype=dtype)
-    r3 = jnp.asarray(_C3[:2, :2], dtype=dtype)
-    mats, deltas = [base], [base_delta]
-    for _ in range(2):  # the C3 and C3^2 images of each bond
-        mats.append(jnp.einsum("ab,nbc,dc->nad", d3, mats[-1], d3))
-        deltas.append(deltas[-1] @ r3.T)
-    return onsite, jnp.concatenate(mats), jnp.concatenate(deltas)
+    v = jnp.stack([jnp.asarray(p[name], dtype=dtype) for name in _LINEAR_NAMES])
+    onsite = (jnp.asarray(_L_ONSITE, dtype) @ v).reshape(_N_ORB, _N_ORB)
+    mats = (jnp.asarray(_L_HOP, dtype) @ v).reshape(-1, _N_ORB, _N_ORB)
+    deltas = jnp.asarray(a, dtype) * jnp.asarray(_UNIT_DELTAS, dtype)
+    return onsite, mats, deltas
 
 
 def _layer_hamiltonian(onsite, mats, deltas, k2) -> jax.Array:
@@ -430,7 +451,16 @@ class FangWSe2(eqx.Module):
     Static: ``soc`` (include spin-orbit coupling; doubles every dimension), ``cutoff`` and ``bonds`` (the
     interlayer Se-Se pairs within ``cutoff``, found once for the geometry given at construction).
 
-    Momenta are Cartesian, in 1/angstrom. Energies are absolute (the model's own zero), in eV.
+    Momenta are Cartesian, in 1/angstrom. Energies are absolute (the model's own zero), in eV. The leaves
+    take JAX's default float dtype when the model is built: build it with x64 enabled for float64 results
+    (computations promote to the wider of the model's and the momenta's dtype).
+
+    Example::
+
+        model = FangWSe2()
+        bands = model.bands(kx, ky)                  # 14 valence bands, kz = 0, relative to the VBM
+        w = model.eigenvalues(k)                     # (..., 22) ascending, k of shape (..., 3)
+        grads = eqx.filter_grad(loss)(model)         # d loss / d every parameter
     """
 
     params: dict[str, jax.Array]
@@ -528,8 +558,7 @@ class FangWSe2(eqx.Module):
         k = _check_k(k, (2,))
         if k.shape != (2,):
             raise ShapeError("k", f"must have shape (2,), got {k.shape}; use eigenvalues() for batches")
-        dtype = self._dtype(k)
-        return self._with_soc(self._spinless_monolayer(k.astype(dtype), dtype), 1, dtype)
+        return _jit_call(FangWSe2._monolayer_impl, self, k)
 
     def bulk_hamiltonian(self, k) -> jax.Array:
         r"""The bulk 2H Bloch Hamiltonian at ``k = (kx, ky, kz)`` (a 2-vector means ``kz = 0``).
@@ -540,6 +569,13 @@ class FangWSe2(eqx.Module):
         k = _check_k(k, (2, 3))
         if k.ndim != 1:
             raise ShapeError("k", f"must have shape (3,) or (2,), got {k.shape}; use eigenvalues() for batches")
+        return _jit_call(FangWSe2._bulk_impl, self, k)
+
+    def _monolayer_impl(self, k) -> jax.Array:
+        dtype = self._dtype(k)
+        return self._with_soc(self._spinless_monolayer(k.astype(dtype), dtype), 1, dtype)
+
+    def _bulk_impl(self, k) -> jax.Array:
         dtype = self._dtype(k)
         k = k.astype(dtype)
         k3 = jnp.concatenate([k, jnp.zeros((1,), dtype)]) if k.shape[0] == 2 else k
@@ -554,7 +590,7 @@ class FangWSe2(eqx.Module):
         r"""The spinless bulk Hamiltonian in the inversion-adapted basis where it is real symmetric (22x22).
 
         Same eigenvalues as :meth:`bulk_hamiltonian`; a real ``eigh`` is much faster on CPU."""
-        h = self.bulk_hamiltonian(k)
+        h = self._bulk_impl(k)
         w = jnp.asarray(_W_REAL, h.dtype)
         return jnp.real(jnp.conj(w.T) @ h @ w)
 
@@ -607,7 +643,8 @@ class FangWSe2(eqx.Module):
     def band_energies(self, kx, ky, kz=0.0, n_bands: int = 14, relative_to_vbm: bool = True,
                       *, bulk: bool = True, batch_size: int = 4096) -> jax.Array:  # fmt: skip
         r"""The top ``n_bands`` valence bands on the Cartesian grid ``(kx[i], ky[j])``: shape
-        ``(n_bands, len(kx), len(ky))``, band 0 the topmost (jit- and grad-friendly array version of :meth:`bands`).
+        ``(n_bands, len(kx), len(ky))``, band 0 the topmost (the jit- and grad-friendly array version of
+        :meth:`bands`).
 
         ``relative_to_vbm``: subtract the maximum of band 0 **over the grid** (the convention of the
         ``theory/wse2/*_bands.h5`` grids; it equals the model VBM when the grid contains it, otherwise it is
@@ -619,9 +656,8 @@ class FangWSe2(eqx.Module):
         n_val = self.n_valence(bulk)
         if not isinstance(n_bands, (int, np.integer)) or not 1 <= n_bands <= n_val:
             raise ValidationError("n_bands", f"must be an integer in [1, {n_val}] (the valence bands), got {n_bands!r}")
-        return _grid_valence(
-            self, kx, ky, jnp.asarray(kz), int(n_bands), bool(relative_to_vbm), bool(bulk), int(batch_size)
-        )
+        return _grid_valence(self, kx, ky, jnp.asarray(kz), int(n_bands), bool(relative_to_vbm), bool(bulk),
+                             int(batch_size))  # fmt: skip
 
     def bands(self, kx, ky, kz=0.0, n_bands: int = 14, relative_to_vbm: bool = True,
               *, bulk: bool = True, batch_size: int = 4096) -> Bands:  # fmt: skip
@@ -635,7 +671,8 @@ class FangWSe2(eqx.Module):
             + (" (bulk 2H)" if bulk else " (monolayer)"),
             "kz": float(kz) if bulk else None,
             "spin_orbit": self.soc,
-            "energy_reference": "maximum of band 0 on this grid = 0 eV" if relative_to_vbm else "absolute (model zero)",
+            "energy_reference": ("maximum of band 0 on this grid = 0 eV" if relative_to_vbm
+                                 else "absolute (model zero)"),
             "band_order": "band 0 is the topmost valence band",
         }
         return Bands(np.asarray(e), [np.asarray(kx), np.asarray(ky)], dims=("kx", "ky"), metadata=meta,
@@ -643,11 +680,16 @@ class FangWSe2(eqx.Module):
 
 
 @eqx.filter_jit
+def _jit_call(fn, model: FangWSe2, k):
+    return fn(model, k)
+
+
+@eqx.filter_jit
 def _eigenvalues(model: FangWSe2, flat, bulk: bool, batch_size: int):
     if bulk and not model.soc:
         fn = lambda kk: eigvalsh_safe(model._bulk_hamiltonian_real(kk))  # noqa: E731
     else:
-        ham = model.bulk_hamiltonian if bulk else model.monolayer_hamiltonian
+        ham = model._bulk_impl if bulk else model._monolayer_impl
         fn = lambda kk: eigvalsh_safe(ham(kk))  # noqa: E731
     if flat.shape[0] <= batch_size:
         w = jax.vmap(fn)(flat)
