@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 
 import equinox as eqx
@@ -24,21 +22,6 @@ import diffbands
 from diffbands.energy import IntensityLikelihood, Smoothness
 from diffbands.solvers import CheckerboardICM
 
-
-def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "jax_backend": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()],
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "equinox": eqx.__version__,
-        "numpy": np.__version__,
-        "diffbands": diffbands.__version__,
-        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
 
 
 def main():
@@ -99,7 +82,7 @@ def main():
 
     report = {
         "benchmark": "icm_epoch_time",
-        "machine": machine(),
+        "provenance": diffbands.io.provenance(vars(args)),
         "config": {"shape": [nx, ny, ne], "dtype": "float32", "n_bands": 1, "epochs_timed": args.epochs,
                    "repeats": args.repeats, "eta": 0.1},
         "results": results,

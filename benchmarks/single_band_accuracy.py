@@ -24,16 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-import scipy
 from scipy.ndimage import gaussian_filter
 
 import diffbands
@@ -50,21 +45,6 @@ def synthetic(n, ne, sigma, peak, background, seed):
     lam = background + peak * np.exp(-((energy - band[..., None]) ** 2) / (2 * sigma**2))
     return k, energy, band, rng.poisson(lam).astype(np.float32)
 
-
-def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "jax_backend": jax.default_backend(),
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "equinox": eqx.__version__,
-        "optax": optax.__version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "diffbands": diffbands.__version__,
-    }
 
 
 def main():
@@ -122,7 +102,7 @@ def main():
                    "rmse_steps_max": float(np.max([r[n]["rmse_steps"] for r in runs]))} for n in names}
     report = {
         "benchmark": "single_band_accuracy",
-        "machine": machine(),
+        "provenance": diffbands.io.provenance(vars(args)),
         "config": {k: v for k, v in vars(args).items() if k != "out"} | {
             "energy_axis_eV": [-4.5, 0.75], "k_axis": [-1.0, 1.0], "lineshape": "gaussian",
             "band": "-1.5 + 0.4 (cos(pi kx) + cos(pi ky))",

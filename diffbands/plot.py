@@ -77,7 +77,7 @@ def plot_bandmap(
         ax.pcolormesh(k, e, img.T, cmap="magma", shading="auto", rasterized=True)
         for (name, b), (c, ls) in zip(bands.items(), _STYLES):
             for i in range(b.n_bands):
-                ax.plot(k, np.asarray(b.energies[i]), color=c, ls=ls, lw=1.0, label=name if i == 0 else None)
+                ax.plot(k, np.asarray(b.energies[i]), color=c, ls=ls, lw=0.8, alpha=0.8, label=name if i == 0 else None)
         ax.set_xlabel(f"{bandmap.dims[0]} ({bandmap.units[0]})")
         ax.set_ylabel(f"{bandmap.dims[-1]} ({eu})")
         if bands:
@@ -122,8 +122,8 @@ def plot_bandmap(
         eb = np.asarray(b.energies)
         for i in range(b.n_bands):
             lbl = name if i == 0 else None
-            axes[1].plot(kx, eb[i, :, j0], color=c, ls=ls, lw=0.9, label=lbl)
-            axes[2].plot(ky, eb[i, i0, :], color=c, ls=ls, lw=0.9, label=lbl)
+            axes[1].plot(kx, eb[i, :, j0], color=c, ls=ls, lw=0.7, alpha=0.8, label=lbl)
+            axes[2].plot(ky, eb[i, i0, :], color=c, ls=ls, lw=0.7, alpha=0.8, label=lbl)
     if bands:
         axes[2].legend(loc="lower right", fontsize=8, framealpha=0.6)
     for ax in axes[1:]:

@@ -8,7 +8,6 @@ import h5py
 import numpy as np
 import pytest
 
-import diffbands as db
 from diffbands import io
 from diffbands._cli import main
 

@@ -9,7 +9,7 @@ from ._interp import cubic_slopes, interp_cubic, interp_grid, interp_linear, loc
 from ._likelihood import IntensityLikelihood
 from ._multiband import BandOrdering, FeatureExclusion
 from ._smoothness import Curvature, Smoothness
-from ._theory import AbstractPerturbation, RigidShift, TheoryPrior
+from ._theory import AbstractPerturbation, PerturbationSum, RigidShift, TheoryPrior
 
 __all__ = [
     "AbstractNeighbourTerm",
@@ -20,6 +20,7 @@ __all__ = [
     "Curvature",
     "FeatureExclusion",
     "IntensityLikelihood",
+    "PerturbationSum",
     "RigidShift",
     "Smoothness",
     "Sum",

@@ -14,7 +14,7 @@ from .._errors import ShapeError, ValidationError
 from ._base import AbstractSiteTerm
 from ._smoothness import _per_band, _scale
 
-__all__ = ["AbstractPerturbation", "RigidShift", "TheoryPrior"]
+__all__ = ["AbstractPerturbation", "PerturbationSum", "RigidShift", "TheoryPrior"]
 
 
 class AbstractPerturbation(eqx.Module):
@@ -27,6 +27,34 @@ class AbstractPerturbation(eqx.Module):
     @abc.abstractmethod
     def __call__(self, theory: jax.Array) -> jax.Array:
         """The correction ``dE`` (same shape as ``theory``)."""
+
+    def __add__(self, other: "AbstractPerturbation") -> "PerturbationSum":
+        if not isinstance(other, AbstractPerturbation):
+            return NotImplemented
+        return PerturbationSum((*_parts(self), *_parts(other)))
+
+
+class PerturbationSum(AbstractPerturbation):
+    """``dE = sum_i p_i(T)``: perturbations that add up (each sees the unperturbed theory ``T``)."""
+
+    terms: tuple[AbstractPerturbation, ...]
+
+    def __init__(self, terms):
+        terms = tuple(terms)
+        for i, t in enumerate(terms):
+            if not isinstance(t, AbstractPerturbation):
+                raise ValidationError(f"terms[{i}]", f"must be an AbstractPerturbation, got {type(t).__name__}")
+        self.terms = terms
+
+    def __call__(self, theory: jax.Array) -> jax.Array:
+        total = jnp.zeros_like(theory)
+        for t in self.terms:  # a loop over the few model pieces, not over k points
+            total = total + t(theory)
+        return total
+
+
+def _parts(p: AbstractPerturbation) -> tuple[AbstractPerturbation, ...]:
+    return p.terms if isinstance(p, PerturbationSum) else (p,)
 
 
 class RigidShift(AbstractPerturbation):

@@ -46,6 +46,8 @@ def host_info() -> dict[str, Any]:
         "machine": platform.machine(),
         "python_implementation": platform.python_implementation(),
         "cpu_count": os.cpu_count(),
+        # timings taken on a busy machine are not comparable: record how busy it was
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
     try:
         import jax

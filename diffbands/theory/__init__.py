@@ -23,3 +23,22 @@ __all__ = [
     "lattice_vectors",
     "reciprocal_vectors",
 ]
+
+# Small two-dimensional models (graphene, Bernal bilayer graphene, TMD three-band) and end-to-end fitting.
+from ._fit import AbstractTightBinding, FitResult, fit_tight_binding, line_cut
+from ._graphene import KUZMENKO2009_BLG, BernalBilayerGraphene, Graphene, structure_factor
+from ._tmd3band import LIU2013, TMD_PARAMS, TMD3Band
+
+__all__ += [
+    "AbstractTightBinding",
+    "BernalBilayerGraphene",
+    "FitResult",
+    "Graphene",
+    "KUZMENKO2009_BLG",
+    "LIU2013",
+    "TMD3Band",
+    "TMD_PARAMS",
+    "fit_tight_binding",
+    "line_cut",
+    "structure_factor",
+]
