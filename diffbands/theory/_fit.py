@@ -21,19 +21,25 @@ spline. Extra energy terms of the band array (priors, ...) may be added.
 bands miss the peaks by more than a few line widths sees no gradient. The fit therefore runs in stages:
 stage :math:`s` uses the intensity blurred along energy by a normalised Gaussian of standard deviation
 ``smoothing[s]`` (eV); the last stage (normally ``0``) is the data itself. The blur widens the basin of
-attraction; only the last stage decides the result.
+attraction; only the last stage decides the result. Keep the widths below the separation of bands that
+must stay apart: a blur that merges two peaks (e.g. the two low-energy bands of bilayer graphene, split by
+about :math:`U`) drives the fit towards the symmetric point (:math:`U = 0`), where the gradient in :math:`U`
+vanishes by symmetry and the optimiser stays.
 
 **Optimiser.** Parameters are rescaled, :math:`\theta = \theta_0 + s\odot z` with
 :math:`s = \max(|\theta_0|, 0.05)`, and :math:`z` is optimised with ``optax`` L-BFGS (zoom line search) or
 Adam, for a fixed number of steps in a ``lax.scan`` under ``jit``.
 
 **Uncertainties** (Laplace approximation). At the optimum :math:`\hat\theta` of the final stage,
-:math:`\Sigma = [\nabla^2_\theta L(\hat\theta)]^{-1}` (``jax.hessian`` on the few fitted parameters) and
+:math:`\Sigma = [\nabla^2_\theta L(\hat\theta)]^{-1}` and
 :math:`\sigma_i = \sqrt{\Sigma_{ii}}`. This treats :math:`L` as a negative log-likelihood; the intensity
 likelihood is the reference method's heuristic data term, not a calibrated noise model, so these
 :math:`\sigma` are curvature-based error bars (useful to compare parameters and fits), not guaranteed
 coverage. A Hessian that is not positive definite (a saddle or flat direction) gives ``nan`` for the
-affected :math:`\sigma`.
+affected :math:`\sigma`. The Hessian is taken by central differences of the exact gradient
+(``jax.grad`` at :math:`\hat\theta \pm h\,s_i\mathbf e_i`), because ``jax.hessian`` through
+:func:`~diffbands.theory.eigvalsh_safe` is not finite: its derivative rule differentiates eigenvectors, and the
+real embedding of a complex Hermitian matrix makes every level doubly degenerate.
 """
 
 from __future__ import annotations
@@ -114,7 +120,11 @@ class AbstractTightBinding(eqx.Module):
         degeneracies, see :func:`~diffbands.theory.eigvalsh_safe`)."""
         k = _check_k(k)
         lead = k.shape[:-1]
-        w = _batched_eigenvalues(self, k.reshape(-1, 2))
+        flat = k.reshape(-1, 2)
+        n = flat.shape[0]
+        # pad to a power of two (at least 8) so that batches of similar size share one compiled function
+        n_pad = max(8, 1 << max(n - 1, 0).bit_length())
+        w = _batched_eigenvalues(self, jnp.pad(flat, ((0, n_pad - n), (0, 0))))[:n]
         return w.reshape(lead + (w.shape[-1],))
 
     def band_energies(self, k, band_indices=None) -> jax.Array:
@@ -200,7 +210,7 @@ def line_cut(center, direction, s) -> np.ndarray:
 class _Leaf:
     """Accessor of one named scalar parameter (hashable, so jitted fits compile once per parameter set)."""
 
-    __slots__ = ("name", "in_params")
+    __slots__ = ("in_params", "name")
 
     def __init__(self, name: str, in_params: bool):
         self.name, self.in_params = name, in_params
@@ -237,7 +247,7 @@ class FitResult(eqx.Module):
 
     ``model``: the fitted model; ``names``: fitted parameter names; ``values``/``sigma``: their values and
     Laplace standard deviations (arrays in ``names`` order; see :meth:`summary`); ``covariance``: the inverse
-    Hessian; ``loss``: final loss on the unsmoothed data; ``loss_trace``: the loss at every optimiser step of
+    Hessian ``hessian`` of the loss; ``loss``: final loss on the unsmoothed data; ``loss_trace``: the loss at every optimiser step of
     every stage, concatenated (stage boundaries in ``stage_steps``).
     """
 
@@ -245,6 +255,7 @@ class FitResult(eqx.Module):
     values: jax.Array
     sigma: jax.Array
     covariance: jax.Array
+    hessian: jax.Array
     loss: jax.Array
     loss_trace: jax.Array
     names: tuple[str, ...] = eqx.field(static=True)
@@ -303,22 +314,28 @@ def _run_stage(z0, model, getters, theta0, scale, likelihood, points, idx, extra
             return (optax.apply_updates(z, updates), state), value
 
     (z, _), trace = jax.lax.scan(body, (z0, opt.init(z0)), None, length=steps)
-    return z, trace, f(z)
+    return z, trace
 
 
 @eqx.filter_jit
-def _laplace(z, model, getters, theta0, scale, likelihood, points, idx, extra):
-    def f_theta(theta):
-        return _loss_fn((theta - theta0) / scale, model, getters, theta0, scale, likelihood, points, idx, extra)
+def _laplace(z, model, getters, theta0, scale, likelihood, points, idx, extra, step):
+    def f(zz):
+        return _loss_fn(zz, model, getters, theta0, scale, likelihood, points, idx, extra)
 
-    theta = theta0 + scale * z
-    h = jax.hessian(f_theta)(theta)
-    h = 0.5 * (h + h.T)
-    evals = jnp.linalg.eigvalsh(h)
+    # Central differences of the exact gradient, not jax.hessian: second derivatives of eigvalsh_safe are
+    # not finite (its JVP rule differentiates eigenvectors, and the real embedding of a complex Hermitian
+    # matrix makes every level doubly degenerate), while first derivatives are exact and cheap.
+    eye = step * jnp.eye(z.shape[0], dtype=z.dtype)
+    g = jax.vmap(jax.grad(f))(jnp.concatenate([z + eye, z - eye]))
+    value = f(z)
+    n = z.shape[0]
+    hz = (g[:n] - g[n:]) / (2 * step)  # hz[i, j] = d^2 L / dz_i dz_j
+    hz = 0.5 * (hz + hz.T)
+    h = hz / (scale[:, None] * scale[None, :])  # chain rule: theta = theta0 + scale * z
+    evals = jnp.linalg.eigvalsh(hz)
     cov = jnp.linalg.inv(h)
-    ok = jnp.all(evals > 0)
-    sigma = jnp.where(ok, jnp.sqrt(jnp.abs(jnp.diag(cov))), jnp.nan)
-    return theta, cov, sigma
+    sigma = jnp.where(jnp.all(evals > 0), jnp.sqrt(jnp.abs(jnp.diag(cov))), jnp.nan)
+    return theta0 + scale * z, cov, sigma, h, value
 
 
 def fit_tight_binding(
@@ -328,13 +345,14 @@ def fit_tight_binding(
     cut_points,
     band_indices=None,
     params: Sequence[str] = ("gamma0", "gamma1", "U", "dirac_energy"),
-    smoothing: Sequence[float] = (0.15, 0.05, 0.0),
-    steps: int | Sequence[int] = 60,
+    smoothing: Sequence[float] = (0.03, 0.0),
+    steps: int | Sequence[int] = 50,
     optimizer: str = "lbfgs",
     learning_rate: float = 1e-2,
     interp: str = "cubic",
     floor: float = 1e-6,
     extra_terms: AbstractTerm | None = None,
+    hessian_step: float = 1e-3,
 ) -> FitResult:
     r"""Fit the scalar parameters ``params`` of ``model`` to the cut ``bandmap`` (dims ``(k, E)``).
 
@@ -350,6 +368,8 @@ def fit_tight_binding(
             in the rescaled coordinates, i.e. relative to ``max(|theta_0|, 0.05)``).
         interp, floor: options of the :class:`~diffbands.energy.IntensityLikelihood`.
         extra_terms: optional energy term of the selected bands ``(n_selected, n_k)`` added to the loss.
+        hessian_step: central-difference step of the Laplace Hessian, in the rescaled coordinates (relative
+            to ``max(|theta|, 0.05)``).
 
     Returns a :class:`FitResult` (fitted model, values +- Laplace sigma, loss trace).
     """
@@ -387,19 +407,20 @@ def fit_tight_binding(
     for width, n_steps in zip(smoothing, steps):
         inten = bandmap.intensity if width == 0 else _energy_blur(bandmap.intensity, bandmap.energy, width)
         likelihood = IntensityLikelihood(inten, interp=interp, floor=floor, energy=np.asarray(bandmap.energy))
-        z, trace, _ = _run_stage(z, model, getters, theta0, scale, likelihood, pts, idx, extra_terms,
-                                 int(n_steps), optimizer, float(learning_rate))  # fmt: skip
+        z, trace = _run_stage(z, model, getters, theta0, scale, likelihood, pts, idx, extra_terms,
+                              int(n_steps), optimizer, float(learning_rate))  # fmt: skip
         traces.append(trace)
     if smoothing[-1] != 0:  # uncertainties always refer to the data themselves
         likelihood = IntensityLikelihood(bandmap.intensity, interp=interp, floor=floor, energy=np.asarray(bandmap.energy))
-    theta, cov, sigma = _laplace(z, model, getters, theta0, scale, likelihood, pts, idx, extra_terms)
+    theta, cov, sigma, hess, final = _laplace(z, model, getters, theta0, scale, likelihood, pts, idx,
+                                              extra_terms, jnp.asarray(hessian_step, dtype))  # fmt: skip
     fitted = _set_params(model, getters, theta)
-    final = _loss_fn(jnp.zeros_like(theta), fitted, getters, theta, scale, likelihood, pts, idx, extra_terms)
     return FitResult(
         model=fitted,
         values=theta,
         sigma=sigma,
         covariance=cov,
+        hessian=hess,
         loss=final,
         loss_trace=jnp.concatenate(traces),
         names=names,

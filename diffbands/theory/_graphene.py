@@ -27,6 +27,8 @@ Dirac-point energy). Near K, :math:`E \approx \epsilon_0 \pm \hbar v|\mathbf q|`
 and :math:`E_D` (``dirac_energy``) an overall energy offset. At K (:math:`f = 0`) the spectrum is
 :math:`E_D + \{-\sqrt{\gamma_1^2 + U^2/4}, -U/2, U/2, \sqrt{\gamma_1^2 + U^2/4}\}`. Default parameters are those of
 Kuzmenko et al., PRB 80, 165406 (2009) (:data:`KUZMENKO2009_BLG`), with :math:`U = 0` and :math:`E_D = 0`.
+The spectrum is even in :math:`U` (exchanging the layers maps :math:`U \to -U`), so band data determine only
+:math:`|U|`; a fit may converge to either sign.
 
 Both models take a momentum offset ``k_shift`` (2-vector, 1/angstrom; the model is evaluated at
 :math:`\mathbf k - \mathbf k_{\rm shift}`), useful when fitting data whose momentum axis is slightly off.
@@ -49,7 +51,7 @@ import numpy as np
 from .._errors import DataNotFoundError, FormatError, ValidationError
 from ._fit import AbstractTightBinding, _float_dtype, _scalar_leaf
 
-__all__ = ["BernalBilayerGraphene", "Graphene", "KUZMENKO2009_BLG", "structure_factor"]
+__all__ = ["KUZMENKO2009_BLG", "BernalBilayerGraphene", "Graphene", "structure_factor"]
 
 _SQRT3 = math.sqrt(3.0)
 
@@ -135,7 +137,7 @@ class Graphene(AbstractTightBinding):
         return jnp.stack([self.eps0 - af, self.eps0 + af]).astype(k.dtype)
 
     @classmethod
-    def from_json(cls, path: str | os.PathLike, **overrides) -> "Graphene":
+    def from_json(cls, path: str | os.PathLike, **overrides) -> Graphene:
         """``t`` and ``a`` from ``graphene_mono`` of a file laid out like ``theory/graphene_tb_params.json``
         (``t_eV`` may be a range with a ``"(X default)"`` note: X is used)."""
         entry = _read_json(path, "graphene_mono")
@@ -214,7 +216,7 @@ class BernalBilayerGraphene(AbstractTightBinding):
         ])  # fmt: skip
 
     @classmethod
-    def from_json(cls, path: str | os.PathLike, **overrides) -> "BernalBilayerGraphene":
+    def from_json(cls, path: str | os.PathLike, **overrides) -> BernalBilayerGraphene:
         """The hoppings ``gamma0, gamma1, gamma3, gamma4`` (``*_eV``) of ``graphene_bilayer`` and ``a_A`` of
         ``graphene_mono`` in a file laid out like ``theory/graphene_tb_params.json``; ``U`` and
         ``dirac_energy`` (fit quantities there) default to 0 unless given in ``overrides``."""

@@ -58,7 +58,7 @@ from .._errors import DataNotFoundError, FormatError, ValidationError
 from ._fit import AbstractTightBinding, _check_k, _scalar_leaf
 from ._linalg import eigvalsh_safe
 
-__all__ = ["LIU2013", "TMD3Band", "TMD_PARAMS"]
+__all__ = ["LIU2013", "TMD_PARAMS", "TMD3Band"]
 
 _SQRT3 = math.sqrt(3.0)
 
@@ -121,7 +121,7 @@ class TMD3Band(AbstractTightBinding):
         self.soc = bool(soc)
 
     @classmethod
-    def from_json(cls, path: str | os.PathLike, material: str = "WSe2", model: str = "TNN", soc: bool = True) -> "TMD3Band":
+    def from_json(cls, path: str | os.PathLike, material: str = "WSe2", model: str = "TNN", soc: bool = True) -> TMD3Band:
         """Read ``material`` from the ``NN`` or ``TNN`` table of a file laid out like
         ``theory/tmd_3band_liu2013.json`` (columns named in ``NN_columns``/``TNN_columns``, ``a`` in nm)."""
         if model not in _MODELS:
