@@ -1,5 +1,6 @@
 """Tests of diffbands.perturbation: bases, perturbation models, end-to-end fitting, band decomposition."""
 
+import functools
 import math
 
 import equinox as eqx
@@ -8,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffbands import Bands
+from diffbands import BandMap, Bands
 from diffbands._errors import ShapeError, ValidationError
 from diffbands.energy import IntensityLikelihood, Smoothness, TheoryPrior
 from diffbands.perturbation import (
@@ -165,6 +166,12 @@ def test_model_errors_name_fields():
         fit_perturbation(Smoothness(0.1), jnp.zeros((1, 4)), RigidShift(0.0), mode="both")
     with pytest.raises(ValidationError, match="sigma"):
         fit_perturbation(Smoothness(0.1), jnp.zeros((1, 4)), RigidShift(0.0), mode="joint")
+    with pytest.raises(ValidationError, match="max_step"):
+        fit_perturbation(Smoothness(0.1), jnp.zeros((1, 4)), RigidShift(0.0), max_step=-1.0)
+    with pytest.raises(ValidationError, match="filter_spec"):
+        fit_perturbation(Smoothness(0.1), jnp.zeros((1, 4)), RigidShift(0.0), filter_spec=lambda x: False)
+    with pytest.raises(ValidationError, match="optimizer"):
+        fit_perturbation(Smoothness(0.1), jnp.zeros((1, 4)), RigidShift(0.0), optimizer="sgd")
 
 
 # --------------------------------------------------------------------------------------------- fitting
@@ -172,6 +179,7 @@ def test_model_errors_name_fields():
 NOLL = (2, 3, 5, 6)  # tilts and astigmatisms: orthogonal to the fully symmetric theory band (see below)
 
 
+@functools.cache
 def _scene(n=48, n_e=150):
     """Two bands on a hexagonal grid: T = smooth C6v-symmetric bands; truth = T + dE_true."""
     k = _axis(n)
@@ -201,7 +209,7 @@ def test_acceptance_theory_only_recovers_known_perturbation():
     # Scale and shift are separable because the reference energies are fixed and T varies over k; the
     # hexike piston (Noll 1) is degenerate with the shift and is left out, and the radially symmetric
     # Noll 4 is nearly degenerate with the energy scaling of a C6v-symmetric band, so it is left out too.
-    k, T, truth, coeffs, bandmap, init = _scene()
+    _k, T, truth, coeffs, bandmap, init = _scene()
     lik = IntensityLikelihood(bandmap, interp="cubic")
     res = fit_perturbation(lik, T, init, mode="theory_only", steps=60)
     dec = res.decomposition()
@@ -216,16 +224,16 @@ def test_acceptance_theory_only_recovers_known_perturbation():
 
 
 def test_joint_mode_recovers_known_perturbation():
-    k, T, truth, coeffs, bandmap, init = _scene(n=32, n_e=120)
+    _k, T, truth, coeffs, bandmap, init = _scene(n=32, n_e=120)
     lik = IntensityLikelihood(bandmap, interp="cubic")
-    res = fit_perturbation(lik, T, init, mode="joint", sigma=0.02, steps=150)
+    res = fit_perturbation(lik, T, init, mode="joint", sigma=0.02, steps=400)
     _check_recovery(res.decomposition(), coeffs)
     # the free bands sit on the data's bands
     assert float(np.max(np.abs(np.asarray(res.bands) - truth))) < 0.01
 
 
 def test_grid_theory_learns_momentum_transform():
-    kg = np.linspace(-1.6, 1.6, 121)
+    kg = np.linspace(-1.6, 1.6, 81)
     KX, KY = np.meshgrid(kg, kg, indexing="ij")
     G = Bands(np.stack([-1.0 + 0.3 * np.cos(1.7 * KX) * np.cos(1.1 * KY) + 0.1 * KX]), [kg, kg])
     kd = np.linspace(-1.0, 1.0, 28)
@@ -234,7 +242,7 @@ def test_grid_theory_learns_momentum_transform():
     truth = np.asarray(true(), dtype=np.float64)
     energy = np.linspace(truth.min() - 0.4, truth.max() + 0.4, 100)
     lik = IntensityLikelihood(simulate(Bands(truth, [kd, kd]), energy, Spectrometer(Gaussian(0.05))), interp="cubic")
-    res = fit_perturbation(lik, GridTheory(G, [kd, kd]), RigidShift(jnp.zeros(1)), steps=80,
+    res = fit_perturbation(lik, GridTheory(G, [kd, kd]), RigidShift(jnp.zeros(1)), steps=50,
                            filter_spec=(lambda x: False, learnable(GridTheory(G, [kd, kd]))))
     dec = res.decomposition()
     assert abs(dec["k_scale"] - 1.04) < 0.004
@@ -254,6 +262,9 @@ class _NNBand(eqx.Module):
                                                          (A / 2, A * math.sqrt(3) / 2)))
         return (self.e0 + 2 * self.t * s)[None]
 
+    def band_energies(self, k, scale=1.0):
+        return scale * self.bands(k[..., 0], k[..., 1])
+
 
 def test_model_theory_learns_tight_binding_parameter():
     k = _axis(24)
@@ -261,7 +272,9 @@ def test_model_theory_learns_tight_binding_parameter():
     energy = np.linspace(truth.min() - 0.4, truth.max() + 0.4, 100)
     lik = IntensityLikelihood(simulate(Bands(truth, [k, k]), energy, Spectrometer(Gaussian(0.05))), interp="cubic")
     theory = ModelTheory(_NNBand(jnp.asarray(0.09), -1.0), [k, k], method="bands")
-    res = fit_perturbation(lik, theory, RigidShift(jnp.zeros(1)), steps=40, optimizer="lbfgs")
+    stacked = ModelTheory(_NNBand(jnp.asarray(0.09), -1.0), [k, k], "band_energies", {"scale": 2.0}, stack=True)
+    np.testing.assert_allclose(np.asarray(stacked()), 2 * np.asarray(theory()), rtol=1e-6)
+    res = fit_perturbation(lik, theory, RigidShift(jnp.zeros(1)), steps=40)
     assert abs(float(res.theory.model.t) - 0.12) < 0.12 * 0.01
     assert abs(res.decomposition()["shift"][0]) < 2.0  # meV: no spurious offset
 
@@ -296,7 +309,8 @@ def test_decompose_recovers_hexike_band_exactly():
     err = np.asarray(dec.rms_error)
     assert err.shape == (2, 10)
     assert np.all(np.diff(err, axis=1) <= 1e-6)  # non-increasing with the number of terms
-    assert np.all(err[:, 5:] < 1e-5) and np.all(err[:, 4] > 1e-3)  # exact once the 6 used terms are in
+    assert np.all(err[:, 5:] < 1e-5)  # exact once the 6 used terms are in
+    assert err[0, 4] > 0.029 and err[1, 3] > 0.019  # the last non-zero term of each band is still missing
     m = np.asarray(dec.mask)
     np.testing.assert_allclose(np.asarray(dec.reconstruction)[:, m], np.asarray(bands.energies)[:, m], atol=1e-5)
 
@@ -304,11 +318,11 @@ def test_decompose_recovers_hexike_band_exactly():
 def test_decompose_error_decreases_for_a_generic_band():
     k = _axis(40)
     S = np.asarray(hexagonal_harmonics(k, k, A, 3), dtype=np.float64)
-    band = -1.0 + 0.4 * S[0] - 0.1 * S[2]
+    band = -1.0 + 0.4 * S[0]
     dec = hexike_decompose(band[None], A, 28, kx=k, ky=k)
     err = np.asarray(dec.mean_rms_error())
     assert np.all(np.diff(err) <= 1e-6)
-    assert err[-1] < 0.2 * err[3]
+    assert err[-1] < 0.1 * err[3]
     # Parseval: the first term's error is the band's RMS about its BZ mean
     m = np.asarray(dec.mask)
     np.testing.assert_allclose(err[0], band[m].std(), rtol=1e-3)
@@ -351,3 +365,62 @@ def test_distance_matrix():
     np.testing.assert_allclose(np.asarray(raw.per_band)[0, 1], [300.0, 100.0], rtol=1e-4)
     with pytest.raises(ShapeError, match="band_sets"):
         distance_matrix({"a": base, "b": base[:1]})
+
+
+def test_wse2_theories_decompose_and_compare():
+    # real theory grids (bulk WSe2, two published interlayer models); must fail, not skip, if missing
+    import h5py
+
+    from diffbands._paths import data_path
+
+    sets = {}
+    for name in ("wse2_fang2015", "wse2_fang2015_cappelluti_interlayer"):
+        with h5py.File(data_path(f"theory/wse2/{name}_bands.h5"), "r") as f:
+            sets[name] = np.asarray(f["bands"])[:, ::4, ::4]
+            kx, ky = np.asarray(f["kx"])[::4], np.asarray(f["ky"])[::4]
+    a = 3.32
+    dec = hexike_decompose(sets["wse2_fang2015"], a, 45, kx=kx, ky=ky)
+    err = np.asarray(dec.rms_error)
+    assert err.shape == (14, 45)
+    assert np.all(np.diff(err, axis=1) <= 1e-5)
+    assert np.all(err[:, -1] < 0.5 * err[:, 0])  # 45 terms capture most of each band's dispersion
+    mask = np.asarray(dec.mask)
+    sets["fang_reconstruction"] = np.asarray(dec.reconstruction)
+    d = distance_matrix(sets, mask=mask)
+    raw = distance_matrix(sets, mask=mask, remove_offset=False)
+    # the two models differ mostly by per-band offsets (data README): removing them shrinks the distance
+    assert float(d.mean[0, 1]) < 0.6 * float(raw.mean[0, 1])
+    # the reconstruction's distance to its source is its approximation error (quadrature mean over bands, meV)
+    np.testing.assert_allclose(float(raw.mean[0, 2]), 1e3 * np.sqrt(np.mean(err[:, -1] ** 2)), rtol=1e-3)
+    assert float(d.similarity[0, 2]) > 0.95  # shape (cosine) agreement of the 45-term reconstruction
+
+
+def test_noisy_data_with_shift_search():
+    # Poisson data (1000 counts at the brightest voxel): the initial bands, 0.2 eV (4 linewidths) off, sit in
+    # empty pixels where the likelihood is flat; the per-band shift search moves them into the basin first.
+    _k, T, _truth, coeffs, bandmap, init = _scene()
+    expected = np.asarray(bandmap.intensity, dtype=np.float64)
+    counts = np.random.default_rng(3).poisson(1000 * expected / expected.max())
+    lik = IntensityLikelihood(BandMap(counts, bandmap.coords), interp="cubic")
+    res = fit_perturbation(lik, T, init, steps=60, shift_search=np.linspace(-0.5, 0.5, 51))
+    _check_recovery(res.decomposition(), coeffs)
+    with pytest.raises(ValidationError, match="shift_search"):
+        fit_perturbation(lik, T, init.terms[1], steps=1, shift_search=[0.0, 0.1])
+
+
+def test_grid_theory_interpolation():
+    # identity transform on the grid's own axes reproduces the grid; offsets follow linear interpolation
+    kg = np.linspace(-1.0, 1.0, 21)
+    KX, KY = np.meshgrid(kg, kg, indexing="ij")
+    G = Bands(np.stack([np.sin(2 * KX) + KY**2, KX * KY]), [kg, kg])
+    np.testing.assert_allclose(np.asarray(GridTheory(G, [kg, kg])()), np.asarray(G.energies), atol=1e-6)
+    cut = Bands(np.stack([np.cos(3 * kg)]), [kg])
+    kd = np.linspace(-0.8, 0.8, 13)
+    out = np.asarray(GridTheory(cut, [kd], k_scale=1.1, k_offset=[0.03], energy_offset=0.2)())
+    expected = np.interp(1.1 * kd + 0.03, kg, np.cos(3 * kg)) + 0.2
+    np.testing.assert_allclose(out[0], expected, atol=1e-5)
+    # a rotation by 90 degrees maps (kx, ky) -> (-ky, kx)
+    rot = np.asarray(GridTheory(G, [kg, kg], rotation=np.pi / 2)())
+    np.testing.assert_allclose(rot[0], np.sin(-2 * KY) + KX**2, atol=1e-4)
+    with pytest.raises(ShapeError, match="target"):
+        GridTheory(G, [kd])

@@ -28,7 +28,7 @@ class AbstractPerturbation(eqx.Module):
     def __call__(self, theory: jax.Array) -> jax.Array:
         """The correction ``dE`` (same shape as ``theory``)."""
 
-    def __add__(self, other: "AbstractPerturbation") -> "PerturbationSum":
+    def __add__(self, other: AbstractPerturbation) -> PerturbationSum:
         if not isinstance(other, AbstractPerturbation):
             return NotImplemented
         return PerturbationSum((*_parts(self), *_parts(other)))

@@ -12,8 +12,21 @@
   :func:`distance_matrix` -> :class:`BandDistances`.
 """
 
-from ._bases import hexagonal_harmonics, hexike_basis, legendre_basis, noll_to_nm, square_harmonics, zernike
-from ._decompose import BandDistances, HexikeDecomposition, compression_ratio, distance_matrix, hexike_decompose
+from ._bases import (
+    hexagonal_harmonics,
+    hexike_basis,
+    legendre_basis,
+    noll_to_nm,
+    square_harmonics,
+    zernike,
+)
+from ._decompose import (
+    BandDistances,
+    HexikeDecomposition,
+    compression_ratio,
+    distance_matrix,
+    hexike_decompose,
+)
 from ._fit import FitResult, fit_perturbation, learnable
 from ._models import (
     FIXED_FIELDS,

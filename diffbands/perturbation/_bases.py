@@ -152,11 +152,14 @@ def hexike_basis(kx, ky, a, n_terms: int | None = None, *, noll=None, mask=None,
         )
     radius = 4 * np.pi / (3 * a)
     KX, KY = np.meshgrid(kx, ky, indexing="ij")
-    rho, theta = np.hypot(KX, KY) / radius, np.arctan2(KY, KX)
-    Z = np.stack([zernike(j, rho, theta) for j in range(1, n_build + 1)])  # (n_build, nx, ny)
-    Zin = Z[:, mask].T  # (n_pix, n_build)
+    # evaluate on the mask pixels only, unless the extrapolation outside is wanted
+    where = mask if outside == "zero" else np.ones_like(mask)
+    kxs, kys = KX[where], KY[where]
+    rho, theta = np.hypot(kxs, kys) / radius, np.arctan2(kys, kxs)
+    Z = np.stack([zernike(j, rho, theta) for j in range(1, n_build + 1)])  # (n_build, n_where)
+    Zin = (Z if outside == "zero" else Z[:, mask[where]]).T  # (n_pix, n_build)
     # Gram-Schmidt in Noll order == QR; R's diagonal made positive so H_j overlaps Z_j positively.
-    Q, R = np.linalg.qr(Zin)
+    _Q, R = np.linalg.qr(Zin)
     signs = np.sign(np.diag(R))
     signs[signs == 0] = 1.0
     R = R * signs[:, None]
@@ -164,17 +167,16 @@ def hexike_basis(kx, ky, a, n_terms: int | None = None, *, noll=None, mask=None,
         raise ValidationError("n_terms", f"{n_build} Zernikes are linearly dependent on this grid; use a finer grid")
     # H = Z R^{-1} sqrt(N): orthonormal with unit RMS over the mask pixels
     Rinv = np.linalg.solve(R, np.eye(n_build)) * math.sqrt(n_pix)
-    H = np.einsum("jxy,ji->ixy", Z, Rinv)
-    if outside == "zero":
-        H = np.where(mask[None], H, 0.0)
-    H = H[np.asarray(noll) - 1]
+    rows = np.asarray(noll) - 1
+    H = np.zeros((len(noll), *mask.shape))
+    H[:, where] = Rinv[:, rows].T @ Z
     out = jnp.asarray(H, dtype=float)
     return (out, jnp.asarray(mask)) if return_mask else out
 
 
 def _stars(vectors: np.ndarray, ops: np.ndarray, n_stars: int) -> list[np.ndarray]:
     """The first ``n_stars`` orbits (shortest first) of lattice vectors ``n1 v1 + n2 v2`` under ``ops``."""
-    n_max = int(math.ceil(4 * math.sqrt(n_stars))) + 2
+    n_max = math.ceil(4 * math.sqrt(n_stars)) + 2
     n = np.arange(-n_max, n_max + 1)
     N1, N2 = np.meshgrid(n, n, indexing="ij")
     pts = N1.reshape(-1, 1) * vectors[0] + N2.reshape(-1, 1) * vectors[1]  # (P, 2)

@@ -17,6 +17,8 @@ Learnable parameters are the inexact array leaves of the perturbation and of the
 
 from __future__ import annotations
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -26,13 +28,18 @@ import optax
 from .._data import Bands
 from .._errors import ShapeError, ValidationError
 from ..energy._base import AbstractTerm
-from ..energy._theory import AbstractPerturbation, PerturbationSum, RigidShift, TheoryPrior
+from ..energy._theory import (
+    AbstractPerturbation,
+    PerturbationSum,
+    RigidShift,
+    TheoryPrior,
+)
 from ._models import FIXED_FIELDS, AbstractTheory, BasisField, EnergyScale, GridTheory
 
 __all__ = ["FitResult", "fit_perturbation", "learnable"]
 
 _MODES = ("theory_only", "joint")
-_NAMED = ("lbfgs", "adam")
+_NAMED = ("lbfgs", "lbfgs_zoom", "adam")
 
 
 def learnable(tree) -> object:
@@ -116,16 +123,34 @@ class FitResult(eqx.Module):
         return out
 
 
-def _transformation(optimizer, learning_rate) -> optax.GradientTransformationExtraArgs:
+def _transformation(optimizer, learning_rate, radius) -> optax.GradientTransformationExtraArgs:
+    if isinstance(optimizer, str):
+        try:
+            return _named_transformation(optimizer, learning_rate, radius)
+        except TypeError:  # an unhashable learning rate: build afresh
+            return _named_transformation.__wrapped__(optimizer, learning_rate, radius)
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise ValidationError("optimizer", f"must be one of {_NAMED} or an optax transformation, got {optimizer!r}")
+    return optax.with_extra_args_support(optimizer)
+
+
+@functools.lru_cache(maxsize=32)
+def _named_transformation(optimizer: str, learning_rate, radius) -> optax.GradientTransformationExtraArgs:
+    # cached: the same transformation object lets repeated fits of the same shapes reuse the compiled loop
+    if optimizer == "adam":
+        return optax.with_extra_args_support(optax.adam(1e-3 if learning_rate is None else learning_rate))
     if optimizer == "lbfgs":
-        opt = optax.lbfgs(learning_rate=learning_rate)
-    elif optimizer == "adam":
-        opt = optax.adam(1e-3 if learning_rate is None else learning_rate)
-    elif isinstance(optimizer, optax.GradientTransformation):
-        opt = optimizer
+        # a backtracking (Armijo) line search: about half the compile time of the zoom search, as reliable here
+        linesearch = optax.scale_by_backtracking_linesearch(max_backtracking_steps=20, store_grad=True)
+    elif optimizer == "lbfgs_zoom":
+        linesearch = optax.scale_by_zoom_linesearch(max_linesearch_steps=20)
     else:
         raise ValidationError("optimizer", f"must be one of {_NAMED} or an optax transformation, got {optimizer!r}")
-    return optax.with_extra_args_support(opt)
+    scaling = optax.scale(-1.0) if learning_rate is None else optax.scale_by_learning_rate(learning_rate)
+    # optax's L-BFGS takes a first step of norm 1 in parameter units: far too long for eV-scale parameters
+    # (it can jump a band onto another one). Capping the step norm is a simple trust region.
+    clip = optax.identity() if radius is None else optax.clip_by_global_norm(radius)
+    return optax.with_extra_args_support(optax.chain(optax.scale_by_lbfgs(), scaling, clip, linesearch))
 
 
 def _theory_bands(theory) -> jax.Array:
@@ -154,6 +179,32 @@ def _run(diff, static, loss_static, opt, steps: int):
     return diff, jnp.concatenate([trace, final[None]])
 
 
+@eqx.filter_jit
+def _search_shifts(energy: AbstractTerm, E0: jax.Array, shifts: jax.Array) -> jax.Array:
+    """For each band alone, the candidate offset ``s`` minimising ``energy(E0 + s e_b)``: ``(n_bands,)``."""
+    nb, ns = E0.shape[0], shifts.shape[0]
+    bb, ss = jnp.meshgrid(jnp.arange(nb), shifts, indexing="ij")
+
+    def one(args):
+        b, s = args
+        return energy(E0.at[b].add(s))
+
+    values = jax.lax.map(one, (bb.ravel(), ss.ravel())).reshape(nb, ns)
+    return shifts[jnp.argmin(values, axis=1)]
+
+
+def _with_shift(perturbation: AbstractPerturbation, offsets: jax.Array, n_bands: int) -> AbstractPerturbation:
+    """``perturbation`` with ``offsets`` added to its (first) rigid shift, made per band."""
+    parts = _parts(perturbation)
+    for i, p in enumerate(parts):
+        if isinstance(p, RigidShift):
+            shift = RigidShift(jnp.broadcast_to(p.shift, (n_bands,)) + offsets.astype(p.shift.dtype))
+            if isinstance(perturbation, PerturbationSum):
+                return PerturbationSum((*parts[:i], shift, *parts[i + 1:]))
+            return shift
+    raise ValidationError("shift_search", "needs a RigidShift in the perturbation to put the found offsets in")
+
+
 class _Objective(eqx.Module):
     energy: AbstractTerm
     sigma: jax.Array | None
@@ -179,6 +230,8 @@ def fit_perturbation(
     learning_rate=None,
     steps: int = 200,
     filter_spec=None,
+    shift_search=None,
+    max_step=0.05,
 ) -> FitResult:
     r"""Fit ``perturbation`` (and the theory's learnable leaves) to data through the energy ``energy``.
 
@@ -193,12 +246,21 @@ def fit_perturbation(
         mode: ``"theory_only"`` (``E = T + dE``) or ``"joint"`` (free ``E`` with a theory prior).
         sigma: the theory prior's width (eV, scalar or per band); required in ``"joint"`` mode.
         bands0: initial free bands in ``"joint"`` mode (default ``T + dE`` of the initial perturbation).
-        optimizer: ``"lbfgs"`` (default, scale-free), ``"adam"`` (step ``learning_rate``, default 1e-3) or an
-            optax transformation.
+        optimizer: ``"lbfgs"`` (default, scale-free; backtracking line search), ``"lbfgs_zoom"`` (strong-Wolfe
+            zoom line search: slower to compile), ``"adam"`` (step ``learning_rate``, default 1e-3) or an optax
+            transformation.
         steps: the number of optimiser iterations (a fixed-length ``lax.scan``).
         filter_spec: what is learned: a callable leaf filter, or a pair of filter specs (PyTrees of bools or
             callables) for ``(perturbation, theory)``; default :func:`learnable` of each (a fixed theory array
             is never learned).
+        shift_search: optional candidate offsets (eV, 1-D) tried per band before the gradient descent: for each
+            band alone the offset minimising ``energy`` at ``T + dE + offset`` is added to the perturbation's
+            :class:`RigidShift` (which must exist). Gradients of the likelihood vanish where the initial bands
+            sit in empty (floored) pixels, a few linewidths from the data's bands; this coarse search puts
+            them inside the basin first. E.g. ``jnp.linspace(-0.5, 0.5, 51)``.
+        max_step: for the named L-BFGS optimisers, the largest RMS (over the learned parameters, in their own
+            units: eV, dimensionless scale, ...) of one search direction: a trust region that keeps the first
+            steps from jumping bands onto their neighbours. ``None`` disables it.
 
     Returns a :class:`FitResult`.
     """
@@ -220,9 +282,15 @@ def fit_perturbation(
         theory = jnp.asarray(arr, dtype=float)
     T0 = _theory_bands(theory)
     dE0 = perturbation(T0)
+    if shift_search is not None:
+        shifts = np.atleast_1d(np.asarray(shift_search, dtype=np.float64))
+        if shifts.ndim != 1 or not np.all(np.isfinite(shifts)):
+            raise ValidationError("shift_search", f"must be a finite 1-D array of offsets, got shape {shifts.shape}")
+        offsets = _search_shifts(energy, T0 + dE0, jnp.asarray(shifts, dtype=T0.dtype))
+        perturbation = _with_shift(perturbation, offsets, T0.shape[0])
+        dE0 = perturbation(T0)
     if dE0.shape != T0.shape:
         raise ShapeError("perturbation", f"returns shape {dE0.shape} for a theory of shape {T0.shape}")
-    opt = _transformation(optimizer, learning_rate)
 
     if mode == "joint":
         if sigma is None:
@@ -243,6 +311,13 @@ def fit_perturbation(
     spec = (*filter_spec, E0 is not None)
     params = (perturbation, theory, E0)
     diff, static = eqx.partition(params, spec)
+    n_learned = sum(x.size for x in jax.tree_util.tree_leaves(diff))
+    if n_learned == 0:
+        raise ValidationError("filter_spec", "selects no parameter to learn")
+    if max_step is not None and not (isinstance(max_step, (int, float)) and max_step > 0):
+        raise ValidationError("max_step", f"must be a positive number or None, got {max_step!r}")
+    radius = None if max_step is None else float(max_step) * float(np.sqrt(n_learned))
+    opt = _transformation(optimizer, learning_rate, radius)
     objective = _Objective(energy, sigma, mode)
     diff, loss = _run(diff, static, objective, opt, steps)
     perturbation, theory, E = eqx.combine(diff, static)

@@ -141,7 +141,7 @@ class BasisField(AbstractPerturbation):
 
     @classmethod
     def hexikes(cls, kx, ky, a, n_terms: int | None = None, n_bands: int = 1, *, noll=None, piston: bool = False,
-                outside: str = "zero", coeffs=None) -> "BasisField":
+                outside: str = "zero", coeffs=None) -> BasisField:
         """Hexikes of the hexagonal BZ (lattice constant ``a``): Noll ``2..n_terms+1`` (``piston=False``, the
         default: the constant ``Z_1`` is degenerate with a rigid shift), ``1..n_terms`` (``piston=True``), or the
         explicit Noll indices ``noll``. ``outside`` as :func:`~diffbands.perturbation.hexike_basis`."""
@@ -156,7 +156,7 @@ class BasisField(AbstractPerturbation):
 
     @classmethod
     def hexagonal_harmonics(cls, kx, ky, a, n_terms: int, n_bands: int = 1, *, constant: bool = False,
-                            coeffs=None) -> "BasisField":
+                            coeffs=None) -> BasisField:
         """A1 lattice harmonics of the hexagonal lattice (see :func:`~diffbands.perturbation.hexagonal_harmonics`)."""
         basis = _bases.hexagonal_harmonics(kx, ky, a, n_terms, constant=constant)
         start = 0 if constant else 1
@@ -165,7 +165,7 @@ class BasisField(AbstractPerturbation):
 
     @classmethod
     def square_harmonics(cls, kx, ky, a, n_terms: int, n_bands: int = 1, *, constant: bool = False,
-                         coeffs=None) -> "BasisField":
+                         coeffs=None) -> BasisField:
         """A1 lattice harmonics of the square lattice (see :func:`~diffbands.perturbation.square_harmonics`)."""
         basis = _bases.square_harmonics(kx, ky, a, n_terms, constant=constant)
         start = 0 if constant else 1
@@ -173,7 +173,7 @@ class BasisField(AbstractPerturbation):
 
     @classmethod
     def legendre(cls, k, n_terms: int, n_bands: int = 1, *, constant: bool = False, k_range=None,
-                 coeffs=None) -> "BasisField":
+                 coeffs=None) -> BasisField:
         """Legendre polynomials on a cut (see :func:`~diffbands.perturbation.legendre_basis`)."""
         basis = _bases.legendre_basis(k, n_terms, constant=constant, k_range=k_range)
         start = 0 if constant else 1
@@ -269,22 +269,28 @@ class ModelTheory(AbstractTheory):
 
     ``model`` is any differentiable :class:`equinox.Module` (e.g. a tight-binding model whose parameters are
     leaves: fitting then learns the tight-binding parameters themselves); the method must return
-    ``(n_bands, *k_shape)``. ``kwargs`` are static (hashable) options.
+    ``(n_bands, *k_shape)``. With ``stack=True`` the method gets one array of momenta ``(*k_shape, 2)``
+    instead, e.g. ``ModelTheory(tb, [kx, ky], "band_energies", stack=True, kwargs={"band_indices": (0, 1)})``
+    for a :class:`diffbands.theory` tight-binding model. ``kwargs`` are static (hashable) options.
     """
 
     model: eqx.Module
     target: tuple[jax.Array, ...]
     method: str = eqx.field(static=True)
     kwargs: tuple[tuple[str, Any], ...] = eqx.field(static=True)
+    stack: bool = eqx.field(static=True)
 
-    def __init__(self, model: eqx.Module, target, method: str = "__call__", kwargs: Mapping[str, Any] | None = None):
+    def __init__(self, model: eqx.Module, target, method: str = "__call__", kwargs: Mapping[str, Any] | None = None,
+                 *, stack: bool = False):
         if not callable(getattr(model, method, None)):
             raise ValidationError("method", f"{type(model).__name__} has no method {method!r}")
         self.model = model
         self.target = tuple(_array(f"target[{i}]", t, ndim=(1,)) for i, t in enumerate(target))
         self.method = method
         self.kwargs = tuple(sorted(dict(kwargs or {}).items()))
+        self.stack = bool(stack)
 
     def __call__(self) -> jax.Array:
         K = jnp.meshgrid(*self.target, indexing="ij") if len(self.target) > 1 else [self.target[0]]
-        return getattr(self.model, self.method)(*K, **dict(self.kwargs))
+        args = (jnp.stack(K, axis=-1),) if self.stack else tuple(K)
+        return getattr(self.model, self.method)(*args, **dict(self.kwargs))
