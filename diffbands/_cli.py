@@ -154,6 +154,8 @@ RECONSTRUCT_DEFAULTS = {
     "interp": "cubic",
     "exclusion": 1.0,
     "offset": "auto",
+    "perturbation": "shift",
+    "lattice_a": None,
     "solver": "default",
     "epochs": 150,
     "steps": 500,
@@ -220,7 +222,7 @@ def _make_solver(name: str, epochs: int, steps: int):
 
 def cmd_reconstruct(args) -> int:
     from . import io
-    from ._reconstruct import default_energy, reconstruct
+    from ._reconstruct import default_energy, learn_perturbation, reconstruct
     from ._regrid import align_offset, regrid_bands
 
     out = _check_out(args.out, args.force)
@@ -256,6 +258,11 @@ def cmd_reconstruct(args) -> int:
             raise ValidationError("--offset", f"expected 'auto', 'none' or a number in eV, got {offset!r}") from None
     cfg["offset_applied"] = offset
     init = theory.with_energies(np.asarray(theory.energies) + offset)
+    # learn dE (at least one rigid shift per band) with the bands tied to theory + dE; the result is both the
+    # start of the solve and the centre of the theory prior
+    lattice_a = None if cfg["lattice_a"] is None else float(cfg["lattice_a"])
+    init, learned = learn_perturbation(bandmap, init, str(cfg["perturbation"]), lattice_a=lattice_a)
+    cfg["learned_perturbation_meV"] = learned
     sigma = cfg["sigma"]
     sigma = None if sigma in (None, "none", 0, 0.0) else float(sigma)
     energy = default_energy(bandmap, init, eta=float(cfg["eta"]), sigma=sigma, interp=cfg["interp"],
@@ -277,6 +284,8 @@ def cmd_reconstruct(args) -> int:
                      title=f"{Path(args.data).name}: reconstruction")
     if not args.quiet:
         print(f"offset applied to the initial bands: {offset:+.3f} eV")
+        if learned.get("shift") is not None:
+            print("learned per-band shifts (meV): " + ", ".join(f"{x:+.0f}" for x in learned["shift"]))
         print(rec.summary(truth))
         print(f"wrote {out}" + (f" and {args.preview}" if args.preview else ""))
     return 0
@@ -355,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--interp", choices=["linear", "cubic"], default=None, help="intensity interpolation along energy")
     s.add_argument("--exclusion", type=float, default=None, help="strength of the two-bands-one-feature penalty (0: off)")
     s.add_argument("--offset", default=None, help="energy offset added to the theory: 'auto' (fitted, default), 'none' or eV")
+    s.add_argument("--perturbation", default=None,
+                   help="perturbation of the theory learned before the solve: 'shift' (default), 'shift+scale', "
+                        "'shift+scale+hexikes:N' (needs --lattice-a), 'shift+legendre:N' (cuts) or 'none'")
+    s.add_argument("--lattice-a", dest="lattice_a", type=float, default=None,
+                   help="hexagonal lattice constant (A) for hexike perturbations")
     s.add_argument("--solver", default=None, help="default | icm | gradient | adam | chain")
     s.add_argument("--epochs", type=int, default=None, help="ICM epochs (default 150)")
     s.add_argument("--steps", type=int, default=None, help="gradient steps (default 500)")

@@ -207,3 +207,83 @@ def default_energy(
         width = 2 * step if exclusion_width is None else exclusion_width
         terms = terms + FeatureExclusion(width, exclusion)
     return terms
+
+
+def parse_perturbation(spec: str, theory: Bands, *, lattice_a: float | None = None):
+    """A perturbation model from a spec like ``"shift"``, ``"shift+scale"``, ``"shift+scale+hexikes:10"``,
+    ``"shift+legendre:4"`` (cuts) or ``"none"`` (returns ``None``).
+
+    ``hexikes:N`` are the first ``N`` non-constant hexagonal Zernike polynomials of the first Brillouin zone
+    of a hexagonal lattice with constant ``lattice_a`` (A); ``legendre:N`` Legendre polynomials along a cut.
+    """
+    from .perturbation import BasisField, EnergyScale
+    from .energy import RigidShift
+
+    spec = (spec or "none").strip().lower()
+    if spec in ("none", "off", ""):
+        return None
+    n = theory.n_bands
+    parts = []
+    for item in spec.split("+"):
+        name, _, arg = item.strip().partition(":")
+        if name == "shift":
+            parts.append(RigidShift(jnp.zeros(n)))
+        elif name == "scale":
+            top = float(np.max(np.asarray(theory.energies)))
+            parts.append(EnergyScale(jnp.ones(n), top))
+        elif name in ("hexikes", "legendre"):
+            try:
+                n_terms = int(arg)
+            except ValueError:
+                raise ValidationError("perturbation", f"{name} needs a number of terms, e.g. {name}:10") from None
+            if name == "hexikes":
+                if len(theory.coords) != 2:
+                    raise ValidationError("perturbation", "hexikes need a 2-D (kx, ky) grid; use legendre on cuts")
+                if lattice_a is None:
+                    raise ValidationError("perturbation", "hexikes need the lattice constant (lattice_a, --lattice-a)")
+                kx, ky = (np.asarray(c) for c in theory.coords)
+                parts.append(BasisField.hexikes(kx, ky, lattice_a, n_terms, n_bands=n))
+            else:
+                if len(theory.coords) != 1:
+                    raise ValidationError("perturbation", "legendre fields are for 1-D cuts")
+                parts.append(BasisField.legendre(np.asarray(theory.coords[0]), n_terms, n_bands=n))
+        else:
+            raise ValidationError(
+                "perturbation", f"unknown item {name!r} in {spec!r}; use shift, scale, hexikes:N, legendre:N or none"
+            )
+    total = parts[0]
+    for p in parts[1:]:
+        total = total + p
+    return total
+
+
+def learn_perturbation(
+    bandmap: BandMap,
+    theory: Bands,
+    spec: str = "shift",
+    *,
+    search: float = 0.5,
+    steps: int = 100,
+    lattice_a: float | None = None,
+):
+    """Fit a perturbation ``dE`` of ``theory`` to the data with the bands tied to ``T + dE``.
+
+    The energy is the cubic intensity likelihood; each band's rigid shift is first searched on a grid within
+    ``[-search, search]`` eV (gradients vanish where a band sits in empty pixels), then all parameters are
+    refined by L-BFGS, all bands at once. Returns ``(fitted, decomposition)``: the bands ``T + dE`` as
+    :class:`~diffbands.Bands` and the learned correction per order and band (meV), or ``(theory, {})`` for
+    ``spec == "none"``.
+    """
+    from .perturbation import fit_perturbation
+
+    pert = parse_perturbation(spec, theory, lattice_a=lattice_a)
+    if pert is None:
+        return theory, {}
+    step = float(jnp.min(jnp.diff(bandmap.energy)))
+    candidates = jnp.arange(-search, search + 0.5 * step, step)
+    fit = fit_perturbation(IntensityLikelihood(bandmap, interp="cubic"), theory.energies, pert,
+                           mode="theory_only", steps=steps, shift_search=candidates)
+    decomposition = {k: np.asarray(v).tolist() for k, v in fit.decomposition().items()}
+    fitted = theory.with_energies(np.asarray(fit.bands), metadata={
+        **dict(theory.metadata), "perturbation": spec, "learned": decomposition})
+    return fitted, decomposition

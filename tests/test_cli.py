@@ -168,6 +168,8 @@ def test_reconstruct_from_shifted_theory(tmp_path, graphene_file, capsys):
     assert rmse_res < rmse_init
     cfg = io.read_provenance(out)["config"]
     assert cfg["eta"] == 1.0 and cfg["bands"] == "1"
+    assert cfg["perturbation"] == "shift" and len(cfg["learned_perturbation_meV"]["shift"]) == 1
+    assert "learned per-band shifts" in stdout
     assert png.exists()
 
 
@@ -185,6 +187,9 @@ def test_reconstruct_config_file_and_bad_band_range(tmp_path, graphene_file, cap
     code, _, err = run(["reconstruct", str(graphene_file), "--init", str(theory), "--out", str(tmp_path / "r2.h5"),
                         "--bands", "0-5"], capsys)
     assert code == 2 and "--bands" in err
+    code, _, err = run(["reconstruct", str(graphene_file), "--init", str(theory), "--out", str(tmp_path / "r4.h5"),
+                        "--perturbation", "shift+wobble"], capsys)
+    assert code == 2 and "wobble" in err and not (tmp_path / "r4.h5").exists()
     bad = tmp_path / "bad.toml"
     bad.write_text("etaa = 1\n")
     code, _, err = run(["reconstruct", str(graphene_file), "--init", str(theory), "--out", str(tmp_path / "r3.h5"),

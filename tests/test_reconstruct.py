@@ -108,3 +108,30 @@ def test_demo_small_end_to_end(tmp_path):
     assert set(back.bands) >= {"result", "init", "truth"}
     assert back.bands["result"].energies.shape == (14, 24, 24)
     assert summary["config"]["seed"] == 0
+
+
+def test_learn_perturbation_recovers_per_band_shifts(problem):
+    bm, truth, _ = problem
+    shifted = truth.with_energies(np.asarray(truth.energies) + 0.12)
+    fitted, dec = db._reconstruct.learn_perturbation(bm, shifted, "shift")
+    step = float(bm.energy[1] - bm.energy[0])
+    assert abs(dec["shift"][0] + 120.0) < 0.5 * step * 1e3
+    assert rmse(fitted, truth) < rmse(shifted, truth) / 4
+    same, nothing = db._reconstruct.learn_perturbation(bm, shifted, "none")
+    assert same is shifted and nothing == {}
+
+
+@pytest.mark.parametrize("spec, message", [("shift+wiggle", "wiggle"), ("legendre:x", "number of terms"),
+                                           ("hexikes:3", "lattice constant"), ("legendre:3", "cuts")])
+def test_parse_perturbation_errors_name_the_problem(problem, spec, message):
+    _, truth, _ = problem
+    with pytest.raises(db.ValidationError, match=message):
+        db._reconstruct.parse_perturbation(spec, truth)
+
+
+def test_parse_perturbation_builds_sums(problem):
+    _, truth, _ = problem
+    p = db._reconstruct.parse_perturbation("shift+scale+hexikes:3", truth, lattice_a=2.46)
+    dE = p(truth.energies)
+    assert dE.shape == truth.energies.shape
+    np.testing.assert_allclose(np.asarray(dE), 0.0, atol=1e-6)  # all parameters start at "no perturbation"
