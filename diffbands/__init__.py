@@ -8,7 +8,7 @@
   :mod:`diffbands.theory` (tight-binding models in JAX), :mod:`diffbands.plot` (figures).
 """
 
-from . import energy, io, solvers, synth, theory
+from . import energy, io, perturbation, solvers, synth, theory
 from ._data import BandMap, Bands, FrozenMeta
 from ._errors import (
     AxisError,
@@ -49,6 +49,7 @@ __all__ = [
     "default_energy",
     "energy",
     "io",
+    "perturbation",
     "reconstruct",
     "regrid_bands",
     "solvers",
