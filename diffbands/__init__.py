@@ -8,7 +8,7 @@
   :mod:`diffbands.theory` (tight-binding models in JAX), :mod:`diffbands.plot` (figures).
 """
 
-from . import energy, io, perturbation, solvers, synth, theory
+from . import energy, hyper, io, perturbation, solvers, synth, theory
 from ._data import BandMap, Bands, FrozenMeta
 from ._errors import (
     AxisError,
@@ -48,6 +48,7 @@ __all__ = [
     "data_path",
     "default_energy",
     "energy",
+    "hyper",
     "io",
     "perturbation",
     "reconstruct",

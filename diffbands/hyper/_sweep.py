@@ -20,7 +20,7 @@ from .._errors import ShapeError, ValidationError
 from ..energy._base import AbstractTerm
 from ..solvers._base import AbstractSolver
 from ..solvers._default import Default
-from ._learn import HeldOut, _bands_array, _grid, set_eta, split_holdout
+from ._learn import _bands_array, _grid, make_folds, set_eta
 
 __all__ = ["SweepResult", "sweep"]
 
@@ -53,16 +53,23 @@ class SweepResult(eqx.Module):
 
 
 @eqx.filter_jit
-def _sweep(energy, criterion, bands0, grid, etas, offsets, solver, batch_size):
+def _sweep(energy, fits, crits, bands0, grid, etas, offsets, solver, batch_size):
     n_eta, n_off = etas.shape[0], offsets.shape[0]
     flat_eta = jnp.repeat(etas, n_off)
     flat_off = jnp.tile(offsets, n_eta)
 
-    def one(args):
-        eta, off = args
-        res = solver.run(set_eta(energy, eta), bands0 + off.astype(bands0.dtype), grid)
+    def fit(eta, off, fit_energy, criterion):
+        res = solver.run(set_eta(fit_energy, eta), bands0 + off.astype(bands0.dtype), grid)
         score = criterion(res.bands) if criterion is not None else jnp.zeros((), res.energy.dtype)
         return res.bands, res.energy, score, res.n_steps
+
+    def one(args):
+        eta, off = args
+        if fits is None:
+            return fit(eta, off, energy, None)
+        bands, energy_, score, n = jax.vmap(fit, in_axes=(None, None, 0, 0))(eta, off, fits, crits)
+        # K folds: the score is their mean; the bands, energy and steps reported are the first fold's
+        return bands[0], energy_[0], jnp.mean(score), n[0]
 
     bands, energies, scores, n_steps = jax.lax.map(one, (flat_eta, flat_off), batch_size=batch_size)
     shape = (n_eta, n_off)
@@ -78,8 +85,11 @@ def sweep(
     solver: AbstractSolver | None = None,
     *,
     holdout: float | None = None,
+    counts=None,
+    smooth: float = 2.0,
     seed: int = 0,
     mask=None,
+    folds: int = 1,
     batch_size: int | None = None,
     grid=None,
 ) -> SweepResult:
@@ -91,8 +101,11 @@ def sweep(
         etas: ``(n_eta,)`` smoothness scales (eV, > 0).
         offsets: ``(n_offset,)`` energy offsets (eV) added to the initial bands.
         solver: the solver (default :class:`~diffbands.solvers.Default`).
-        holdout: fraction of pixels held out of the fits and used to score them (``None``: fit all pixels,
-            no score). ``seed`` / ``mask`` choose them as in :func:`~diffbands.hyper.split_holdout`.
+        holdout: fraction of the data held out of the fits and used to score them (``None``, no ``counts``
+            and no ``mask``: fit all the data, no score). With ``counts`` (raw Poisson counts) the data is
+            thinned, otherwise pixels are held out; ``seed`` / ``mask`` / ``folds`` as in
+            :func:`~diffbands.hyper.learn_eta`; ``smooth`` as in :func:`~diffbands.hyper.make_folds`;
+            with several folds the score is their mean and ``bands`` are the first fold's fits.
         batch_size: grid points solved together in one ``vmap`` (default ``min(n_points, 16)``); the rest
             of the grid is ``lax.map``-ed, which bounds memory.
         grid: the energy grid of discrete solvers (default: the likelihood's energy axis).
@@ -118,13 +131,13 @@ def sweep(
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValidationError("batch_size", f"must be a positive int, got {batch_size!r}")
     bands0 = _bands_array(init)
-    criterion: HeldOut | None = None
-    fit = energy
-    if holdout is not None or mask is not None:
-        fit, criterion = split_holdout(energy, 0.15 if holdout is None else holdout, seed, mask)
+    fits = crits = None
+    if holdout is not None or mask is not None or counts is not None:
+        fits, crits = make_folds(energy, counts=counts, holdout=0.2 if holdout is None else holdout, folds=folds,
+                                 seed=seed, mask=mask, smooth=smooth)
     dtype = bands0.dtype
     bands, energies, scores, n_steps = _sweep(
-        fit, criterion, bands0, _grid(energy, grid), jnp.asarray(etas_np, dtype), jnp.asarray(offsets_np, dtype),
+        energy, fits, crits, bands0, _grid(energy, grid), jnp.asarray(etas_np, dtype), jnp.asarray(offsets_np, dtype),
         solver, None if batch_size == 1 else batch_size,
     )
     return SweepResult(
@@ -132,6 +145,6 @@ def sweep(
         offsets=jnp.asarray(offsets_np, dtype),
         bands=bands,
         energies=energies,
-        scores=scores if criterion is not None else None,
+        scores=scores if fits is not None else None,
         n_steps=n_steps,
     )
