@@ -45,11 +45,14 @@ def main():
     p.add_argument("--eta", type=float, default=0.1)
     p.add_argument("--sigma", type=float, default=0.3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=300, help="joint optimiser steps (stage 2)")
-    p.add_argument("--nuisance-steps", type=int, default=100, help="nuisance-only L-BFGS steps (stage 1)")
+    p.add_argument("--steps", type=int, default=200, help="joint optimiser steps (stage 2)")
+    p.add_argument("--nuisance-steps", type=int, default=50, help="nuisance-only Adam steps (stage 1)")
     p.add_argument("--optimizer", default="adam", choices=("adam", "lbfgs"))
     p.add_argument("--learning-rate", type=float, default=2e-3, help="Adam step of the bands (eV)")
     p.add_argument("--amp-shape", type=int, default=8, help="coarse amplitude grid nodes per axis")
+    p.add_argument("--per-band-widths", action="store_true", help="one (sigma, gamma) per band (default shared)")
+    p.add_argument("--start", default="default", choices=("default", "theory"),
+                   help="start of the generative fit: the default reconstruction or the aligned theory")
     p.add_argument("--window", default="auto", help="energy points per band ('auto', an int, or 'full')")
     p.add_argument("--data", default=None, help="data folder (default: $DIFFBANDS_DATA or ../shared/data)")
     p.add_argument("--out", default=None, help="default benchmarks/results/wse2_generative[_kstepN].json")
@@ -75,14 +78,16 @@ def main():
     window = None if args.window == "full" else (args.window if args.window == "auto" else int(args.window))
     prior = Smoothness(args.eta) + TheoryPrior(init, args.sigma)
     t0 = time.perf_counter()
-    term = GenerativeLikelihood(bandmap, bands_default, sigma=0.1, gamma=0.05, amp_shape=args.amp_shape,
-                                window=window, temperature=300.0, fermi_level=0.0)
-    stage1 = fit_generative(term, bands_default, prior, steps=args.nuisance_steps, optimizer="lbfgs",
+    start = bands_default if args.start == "default" else np.asarray(init.energies)
+    term = GenerativeLikelihood(bandmap, start, sigma=0.1, gamma=0.05, amp_shape=args.amp_shape,
+                                window=window, temperature=300.0, fermi_level=0.0,
+                                shared_widths=not args.per_band_widths)
+    stage1 = fit_generative(term, start, prior, steps=args.nuisance_steps, optimizer="adam",
                             fit_bands=False)
     jax.block_until_ready(stage1.bands)
     t1 = time.perf_counter() - t0
     t0 = time.perf_counter()
-    stage2 = fit_generative(stage1.term, bands_default, prior, steps=args.steps, optimizer=args.optimizer,
+    stage2 = fit_generative(stage1.term, start, prior, steps=args.steps, optimizer=args.optimizer,
                             learning_rate=args.learning_rate)
     jax.block_until_ready(stage2.bands)
     t2 = time.perf_counter() - t0

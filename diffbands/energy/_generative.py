@@ -41,8 +41,8 @@ The term is differentiable in the bands and in its nuisance parameters (the :cla
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any
 
 import equinox as eqx
 import jax
@@ -56,14 +56,17 @@ from ..synth._generate import fermi_dirac
 from ..synth._lineshapes import voigt
 from ._base import AbstractTerm
 
-__all__ = ["GenerativeParams", "GenerativeLikelihood", "GenerativeFit", "fit_generative"]
+_SIGMA_MIN = 1e-3  # eV
+_GAMMA_MIN = 1e-4  # eV
+
+__all__ = ["GenerativeFit", "GenerativeLikelihood", "GenerativeParams", "fit_generative"]
 
 
 class GenerativeParams(eqx.Module):
     """The learnable nuisance parameters of :class:`GenerativeLikelihood` (all unconstrained).
 
     - ``log_amp``: ``(n_bands, *amp_shape)`` coarse log-amplitude grids (``A_b = exp(upsampled log_amp_b)``).
-    - ``log_sigma``, ``log_gamma``: ``(n_bands,)`` log Gaussian std and log Lorentzian HWHM (eV).
+    - ``log_sigma``, ``log_gamma``: ``(n_bands,)`` ``sigma_b = 1 meV + exp(log_sigma_b)``, ``gamma_b = 0.1 meV + exp(log_gamma_b)`` (eV; logs clipped to [-30, 5]).
     - ``bg``: ``(2, *k_shape)`` background log-level ``c_0`` and log-slope ``c_1`` per momentum.
     """
 
@@ -94,6 +97,21 @@ def _apply_axes(mats, x: jax.Array, lead: int = 1) -> jax.Array:
     return x
 
 
+def _profile(energy, occ, window, e_b, s_b, g_b):
+    """Band ``b``'s unit-amplitude profile per momentum: ``(cols, prof)`` with ``prof`` of shape ``(K, w)`` on
+    the energy indices ``cols`` (the band-local window, clamped into the axis), or ``(None, (K, n_E))``."""
+    n_e = energy.shape[0]
+    if window is None:
+        prof = voigt(energy - e_b[:, None], s_b, g_b)
+        return None, prof if occ is None else prof * occ
+    de = energy[1] - energy[0]
+    centre = jnp.round((jax.lax.stop_gradient(e_b) - energy[0]) / de)  # the window only moves, no gradient
+    start = jnp.clip(centre - (window // 2), 0, n_e - window).astype(jnp.int32)
+    cols = start[:, None] + jnp.arange(window)  # (K, w)
+    prof = voigt(energy[cols] - e_b[:, None], s_b, g_b)
+    return cols, prof if occ is None else prof * occ[cols]
+
+
 class GenerativeLikelihood(AbstractTerm):
     r"""Poisson likelihood of the counts under the multiband forward model (see the module docstring).
 
@@ -108,6 +126,14 @@ class GenerativeLikelihood(AbstractTerm):
       (default) takes ``+-(5 sigma + 10 gamma)`` around each band, at least 8 points.
     - ``temperature``, ``fermi_level``: optional fixed Fermi-Dirac cutoff of the bands (K, eV).
     - ``background_quantile``: the initial background level is this quantile of the counts along energy.
+    - ``shared_widths``: learn one ``(sigma, gamma)`` for all bands (stored with shape ``(1,)``) instead of
+      one per band. Two overlapping peaks with free widths are a nearly degenerate mixture; a common
+      resolution and lifetime width removes most of that freedom.
+    - ``em_steps``: the initial amplitudes (per momentum, then projected onto the coarse grid) and
+      background levels are refined by this many EM (Richardson-Lucy) steps with the bands fixed at
+      ``bands0``: ``A_b <- A_b sum_E V_b n / mu / sum_E V_b``, the Poisson MLE's fixed-point update for
+      linear amplitudes (monotone in the likelihood). It splits the spectral weight between overlapping
+      bands, which the intensity at the band position cannot.
     """
 
     counts: jax.Array  # (*k_shape, n_E)
@@ -130,6 +156,8 @@ class GenerativeLikelihood(AbstractTerm):
         temperature=None,
         fermi_level=0.0,
         background_quantile: float = 0.1,
+        em_steps: int = 30,
+        shared_widths: bool = False,
         energy=None,
     ):
         if isinstance(bandmap, BandMap):
@@ -168,7 +196,7 @@ class GenerativeLikelihood(AbstractTerm):
         step = float(axis[1] - axis[0])
         if window == "auto":
             half = 5.0 * float(sig.max()) + 10.0 * float(gam.max())
-            window = max(8, 2 * int(math.ceil(half / step)) + 1)
+            window = max(8, 2 * math.ceil(half / step) + 1)
         if window is not None:
             if not isinstance(window, (int, np.integer)) or window < 2:
                 raise ValidationError("window", f"must be an int >= 2, 'auto' or None, got {window!r}")
@@ -184,13 +212,21 @@ class GenerativeLikelihood(AbstractTerm):
         # initial nuisance parameters from the data
         bg0 = jnp.maximum(jnp.quantile(counts, background_quantile, axis=-1), 1e-2 * jnp.mean(counts) + 1e-6)
         bg = jnp.stack([jnp.log(bg0), jnp.zeros_like(bg0)])
-        log_sigma, log_gamma = jnp.log(jnp.asarray(sig, counts.dtype)), jnp.log(jnp.asarray(gam, counts.dtype))
-        peak = voigt(jnp.zeros(()), jnp.exp(log_sigma), jnp.exp(log_gamma))  # (n_bands,) profile maxima (1/eV)
+        sig, gam = np.maximum(sig, 2 * _SIGMA_MIN), np.maximum(gam, 2 * _GAMMA_MIN)
+        log_sigma = jnp.log(jnp.asarray(sig - _SIGMA_MIN, counts.dtype))
+        log_gamma = jnp.log(jnp.asarray(gam - _GAMMA_MIN, counts.dtype))
+        peak = voigt(jnp.zeros(()), jnp.asarray(sig, counts.dtype), jnp.asarray(gam, counts.dtype))  # (n_bands,) profile maxima (1/eV)
         idx = jnp.clip(jnp.round((bands0 - axis[0]) / step).astype(jnp.int32), 0, n_e - 1)
         at_band = jnp.take_along_axis(jnp.broadcast_to(counts, (n_bands, *counts.shape)), idx[..., None], -1)[..., 0]
-        amp = jnp.maximum(at_band - bg0, 0.05 * jnp.max(counts)) / peak.reshape((-1,) + (1,) * len(k_shape))
+        amp = jnp.maximum(at_band - bg0[None], 0.05 * jnp.max(counts)) / peak.reshape((-1,) + (1,) * len(k_shape))
+        if em_steps:
+            amp, bg0 = _em_amplitudes(counts, axis, self.occupation, window, bands0, amp, bg0,
+                                      jnp.asarray(sig, counts.dtype), jnp.asarray(gam, counts.dtype), int(em_steps))
+            bg = jnp.stack([jnp.log(bg0), jnp.zeros_like(bg0)])
         down = tuple(jnp.asarray(np.linalg.pinv(_interp_matrix(n, a)), counts.dtype) for n, a in zip(k_shape, amp_shape))
         log_amp = _apply_axes(down, jnp.log(amp))
+        if shared_widths:  # one (sigma, gamma) for all bands: fewer degeneracies between overlapping bands
+            log_sigma, log_gamma = jnp.mean(log_sigma, keepdims=True), jnp.mean(log_gamma, keepdims=True)
         self.params = GenerativeParams(log_amp, log_sigma, log_gamma, bg)
 
     # -- the forward model ------------------------------------------------------------------------------
@@ -200,11 +236,15 @@ class GenerativeLikelihood(AbstractTerm):
 
     def amplitudes(self) -> jax.Array:
         """``A_b(k)``, shape ``(n_bands, *k_shape)``."""
-        return jnp.exp(_apply_axes(self.upsample, self.params.log_amp))
+        return jnp.exp(jnp.clip(_apply_axes(self.upsample, self.params.log_amp), -60.0, 60.0))
 
     def widths(self) -> tuple[jax.Array, jax.Array]:
         """``(sigma_b, gamma_b)`` (eV), each ``(n_bands,)``."""
-        return jnp.exp(self.params.log_sigma), jnp.exp(self.params.log_gamma)
+        # floors (1 meV, 0.1 meV) and clipped logs: a width driven to zero leaves finite values and gradients
+        sigma = _SIGMA_MIN + jnp.exp(jnp.clip(self.params.log_sigma, -30.0, 5.0))
+        gamma = _GAMMA_MIN + jnp.exp(jnp.clip(self.params.log_gamma, -30.0, 5.0))
+        n_bands = self.params.log_amp.shape[0]  # shared widths are stored once and broadcast
+        return jnp.broadcast_to(sigma, (n_bands,)), jnp.broadcast_to(gamma, (n_bands,))
 
     def background(self) -> jax.Array:
         """``B(k, E)``, shape ``(*k_shape, n_E)``."""
@@ -224,32 +264,14 @@ class GenerativeLikelihood(AbstractTerm):
         occ = self.occupation
         mu0 = self.background().reshape(-1, n_e)
 
-        if self.window is None:
+        rows = jnp.arange(flat_bands.shape[1])[:, None]
 
-            def step(mu, xs):
-                e_b, a_b, s_b, g_b = xs
-                prof = voigt(self.energy - e_b[:, None], s_b, g_b)
-                if occ is not None:
-                    prof = prof * occ
+        def step(mu, xs):
+            e_b, a_b, s_b, g_b = xs
+            cols, prof = _profile(self.energy, occ, self.window, e_b, s_b, g_b)
+            if cols is None:
                 return mu + a_b[:, None] * prof, None
-
-        else:
-            w = self.window
-            e0 = self.energy[0]
-            de = self.energy[1] - self.energy[0]
-            offsets = jnp.arange(w)
-            rows = jnp.arange(flat_bands.shape[1])[:, None]
-
-            def step(mu, xs):
-                e_b, a_b, s_b, g_b = xs
-                # window start: centred on the band, clamped into the axis (also for bands outside it)
-                centre = jnp.round((jax.lax.stop_gradient(e_b) - e0) / de)
-                start = jnp.clip(centre - (w // 2), 0, n_e - w).astype(jnp.int32)
-                cols = start[:, None] + offsets  # (K, w)
-                prof = voigt(self.energy[cols] - e_b[:, None], s_b, g_b)
-                if occ is not None:
-                    prof = prof * occ[cols]
-                return mu.at[rows, cols].add(a_b[:, None] * prof, indices_are_sorted=True, unique_indices=True), None
+            return mu.at[rows, cols].add(a_b[:, None] * prof, indices_are_sorted=True, unique_indices=True), None
 
         mu, _ = jax.lax.scan(step, mu0, (flat_bands, flat_amps, sigma, gamma))
         return mu.reshape(self.counts.shape)
@@ -265,6 +287,44 @@ class GenerativeLikelihood(AbstractTerm):
         return jnp.sum(per_voxel)
 
 
+@functools.partial(jax.jit, static_argnums=(3, 9))
+def _em_amplitudes(counts, energy, occ, window, bands0, amp, bg0, sigma, gamma, steps: int):
+    """EM (Richardson-Lucy) updates of per-momentum amplitudes ``(n_bands, *k_shape)`` and constant
+    backgrounds ``k_shape`` for fixed bands and widths (see :class:`GenerativeLikelihood`)."""
+    n_e = energy.shape[0]
+    n = counts.reshape(-1, n_e)
+    flat_bands = bands0.reshape(bands0.shape[0], -1)
+    rows = jnp.arange(n.shape[0])[:, None]
+
+    def mu_of(a, b):
+        def add(mu, xs):
+            e_b, a_b, s_b, g_b = xs
+            cols, prof = _profile(energy, occ, window, e_b, s_b, g_b)
+            if cols is None:
+                return mu + a_b[:, None] * prof, None
+            return mu.at[rows, cols].add(a_b[:, None] * prof), None
+
+        mu, _ = jax.lax.scan(add, jnp.broadcast_to(b[:, None], n.shape), (flat_bands, a, sigma, gamma))
+        return mu
+
+    def body(_, carry):
+        a, b = carry
+        ratio = n / jnp.maximum(mu_of(a, b), jnp.finfo(n.dtype).tiny)
+
+        def update(xs):
+            e_b, s_b, g_b = xs
+            cols, prof = _profile(energy, occ, window, e_b, s_b, g_b)
+            r = ratio if cols is None else jnp.take_along_axis(ratio, cols, axis=1)
+            return jnp.sum(prof * r, axis=1) / jnp.maximum(jnp.sum(prof, axis=1), jnp.finfo(n.dtype).tiny)
+
+        factor = jax.lax.map(update, (flat_bands, sigma, gamma))
+        return a * factor, b * jnp.mean(ratio, axis=1)
+
+    a, b = jax.lax.fori_loop(0, steps, body, (amp.reshape(amp.shape[0], -1), bg0.reshape(-1)))
+    tiny = 1e-6 * jnp.max(counts)
+    return jnp.maximum(a, tiny).reshape(amp.shape), jnp.maximum(b, tiny).reshape(bg0.shape)
+
+
 # -- joint fit of bands and nuisance parameters ----------------------------------------------------------
 class GenerativeFit(eqx.Module):
     """Result of :func:`fit_generative`: ``bands``, the fitted ``term`` (its ``params`` updated), the total
@@ -276,7 +336,7 @@ class GenerativeFit(eqx.Module):
     energy: jax.Array
 
 
-def _make_optimizer(optimizer: str, learning_rate: float, nuisance_rate: float):
+def _make_optimizer(optimizer: str, learning_rate: float, nuisance_rate: float, steps: int):
     if optimizer == "lbfgs":
         return optax.lbfgs(
             memory_size=20,
@@ -284,7 +344,8 @@ def _make_optimizer(optimizer: str, learning_rate: float, nuisance_rate: float):
         )
     if optimizer == "adam":
         return optax.multi_transform(
-            {"bands": optax.adam(learning_rate), "params": optax.adam(nuisance_rate)},
+            {"bands": optax.adam(optax.cosine_decay_schedule(learning_rate, steps, alpha=0.02)),
+             "params": optax.adam(optax.cosine_decay_schedule(nuisance_rate, steps, alpha=0.02))},
             ("bands", "params"),
         )
     raise ValidationError("optimizer", f"must be 'lbfgs' or 'adam', got {optimizer!r}")
@@ -296,7 +357,7 @@ def fit_generative(
     extra_terms: AbstractTerm | None = None,
     *,
     steps: int = 200,
-    optimizer: str = "lbfgs",
+    optimizer: str = "adam",
     learning_rate: float = 2e-3,
     nuisance_rate: float = 2e-2,
     fit_bands: bool = True,
@@ -306,10 +367,14 @@ def fit_generative(
     ``extra_terms`` (e.g. :class:`~diffbands.energy.Smoothness`, :class:`~diffbands.energy.TheoryPrior`)
     see only the bands. One jit-compiled ``lax.scan`` of ``steps`` optimiser steps:
 
-    * ``"lbfgs"`` (default): ``optax.lbfgs`` with a zoom line search on the joint PyTree
-      ``(bands, params)``; scale-free.
-    * ``"adam"``: Adam with step ``learning_rate`` (eV) for the bands and ``nuisance_rate`` for the
-      (log-scale) nuisance parameters.
+    * ``"adam"`` (default): Adam with step ``learning_rate`` (eV) for the bands and ``nuisance_rate`` for
+      the (log-scale) nuisance parameters, both cosine-decayed to 2 % over ``steps``. Adam moves every
+      coordinate by about its step at most, so bands stay near their peaks (robust from a start within
+      a linewidth).
+    * ``"lbfgs"``: ``optax.lbfgs`` with a zoom line search on the joint PyTree ``(bands, params)``. Its
+      first step follows the raw gradient (counts per eV), whose scale differs by orders of magnitude
+      between bands and nuisance parameters; in our trials it threw widths and bands far off (even to
+      non-finite energies) unless started at the optimum. Kept for experiments, not recommended.
 
     ``fit_bands=False`` keeps the bands fixed (fits the nuisance parameters only: a useful first stage
     when the amplitudes are initialised far off). Returns a :class:`GenerativeFit` with the lowest-energy
@@ -323,7 +388,7 @@ def fit_generative(
     if bands0.shape[0] != term.params.log_amp.shape[0] or bands0.shape[1:] != term.k_shape:
         raise ShapeError("bands0", f"shape {bands0.shape} does not match the term's "
                                    f"({term.params.log_amp.shape[0]}, *{term.k_shape})")
-    opt = _make_optimizer(optimizer, learning_rate, nuisance_rate)
+    opt = _make_optimizer(optimizer, learning_rate, nuisance_rate, steps)
     return _fit(term, bands0, extra_terms, opt, steps, fit_bands, optimizer == "lbfgs")
 
 
@@ -341,7 +406,10 @@ def _fit(term, bands0, extra_terms, opt, steps: int, fit_bands: bool, lbfgs: boo
 
     x0 = (bands0, term.params)
     # L-BFGS keeps the value and gradient its line search found; reuse them (no second evaluation)
-    value_and_grad = optax.value_and_grad_from_state(energy) if lbfgs else (lambda x, state: jax.value_and_grad(energy)(x))
+    if lbfgs:
+        value_and_grad = optax.value_and_grad_from_state(energy)
+    else:
+        value_and_grad = lambda x, state: jax.value_and_grad(energy)(x)
     state0 = opt.init(x0)
     inf = jnp.array(jnp.inf, term.counts.dtype)
 
