@@ -5,6 +5,7 @@ Terms are :class:`equinox.Module` PyTrees; combine them with ``+`` and scalar ``
 """
 
 from ._base import AbstractNeighbourTerm, AbstractSiteTerm, AbstractTerm, Sum, Weighted, flatten_terms
+from ._generative import GenerativeFit, GenerativeLikelihood, GenerativeParams, fit_generative
 from ._interp import cubic_slopes, interp_cubic, interp_grid, interp_linear, locate
 from ._likelihood import IntensityLikelihood
 from ._multiband import BandOrdering, FeatureExclusion
@@ -18,6 +19,9 @@ __all__ = [
     "AbstractTerm",
     "BandOrdering",
     "Curvature",
+    "GenerativeFit",
+    "GenerativeLikelihood",
+    "GenerativeParams",
     "FeatureExclusion",
     "IntensityLikelihood",
     "PerturbationSum",
@@ -27,6 +31,7 @@ __all__ = [
     "TheoryPrior",
     "Weighted",
     "cubic_slopes",
+    "fit_generative",
     "flatten_terms",
     "interp_cubic",
     "interp_grid",
