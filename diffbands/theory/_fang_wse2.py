@@ -63,7 +63,6 @@ degeneracies). The list of interlayer neighbours is fixed (static) when the mode
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -77,7 +76,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._data import Bands
-from .._errors import DataNotFoundError, FormatError, ShapeError, ValidationError
+from ._params import read_json
+from .._errors import FormatError, ShapeError, ValidationError
 from ._linalg import eigvalsh_safe
 
 __all__ = [
@@ -502,13 +502,7 @@ class FangWSe2(eqx.Module):
         ``nu``, ``R``, ``eta``), ``geometry`` (``c``, ``d_XX_intralayer``) and the cutoff from
         ``interlayer['form']`` (``r < X A``) when present."""
         path = os.fspath(path)
-        try:
-            with open(path, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except FileNotFoundError:
-            raise DataNotFoundError(f"parameter file not found: {path}") from None
-        except json.JSONDecodeError as err:
-            raise FormatError(f"{path}: not valid JSON ({err})") from None
+        data = read_json(path)
         try:
             raw = dict(data["parameters"])
             a = raw.pop("a")

@@ -37,7 +37,6 @@ Every parameter is a differentiable leaf.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -48,7 +47,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._errors import DataNotFoundError, FormatError, ValidationError
+from ._params import read_json
+from .._errors import FormatError, ValidationError
 from ._fit import AbstractTightBinding, _float_dtype, _scalar_leaf
 
 __all__ = ["KUZMENKO2009_BLG", "BernalBilayerGraphene", "Graphene", "structure_factor"]
@@ -232,13 +232,7 @@ class BernalBilayerGraphene(AbstractTightBinding):
 
 def _read_json(path, section: str) -> dict:
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise DataNotFoundError(f"parameter file not found: {path}") from None
-    except json.JSONDecodeError as err:
-        raise FormatError(f"{path}: not valid JSON ({err})") from None
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get(section), dict):
         raise FormatError(f"{path}: no section {section!r}")
     return data[section]

@@ -43,7 +43,6 @@ in nm). Every parameter is a differentiable leaf (``params`` dict) plus ``a``.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -54,7 +53,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._errors import DataNotFoundError, FormatError, ValidationError
+from ._params import read_json
+from .._errors import FormatError, ValidationError
 from ._fit import AbstractTightBinding, _check_k, _scalar_leaf
 from ._linalg import eigvalsh_safe
 
@@ -127,13 +127,7 @@ class TMD3Band(AbstractTightBinding):
         if model not in _MODELS:
             raise ValidationError("model", f"must be 'NN' or 'TNN', got {model!r}")
         path = os.fspath(path)
-        try:
-            with open(path, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except FileNotFoundError:
-            raise DataNotFoundError(f"parameter file not found: {path}") from None
-        except json.JSONDecodeError as err:
-            raise FormatError(f"{path}: not valid JSON ({err})") from None
+        data = read_json(path)
         try:
             columns, table = data[f"{model}_columns"], data[model]
         except (KeyError, TypeError) as err:
