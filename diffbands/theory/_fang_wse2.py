@@ -76,6 +76,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._data import Bands
+from ._params import check_k as _check_k
 from ._params import read_json
 from .._errors import FormatError, ShapeError, ValidationError
 from ._linalg import eigvalsh_safe
@@ -425,18 +426,6 @@ def _as_leaves(field: str, given: Mapping[str, Any] | None, defaults: Mapping[st
             raise ValidationError(f"{field}['{name}']", f"must be finite, got {v!r}")
         out[name] = jnp.asarray(arr, dtype=_float_dtype())
     return out
-
-
-def _check_k(k, width: tuple[int, ...]) -> jax.Array:
-    k = jnp.asarray(k)
-    if k.ndim < 1 or k.shape[-1] not in width:
-        want = " or ".join(map(str, width))
-        raise ShapeError("k", f"last axis must have length {want} (Cartesian 1/angstrom), got shape {k.shape}")
-    if jnp.issubdtype(k.dtype, jnp.complexfloating):
-        raise ValidationError("k", "must be real")
-    if not jnp.issubdtype(k.dtype, jnp.floating):
-        k = k.astype(_float_dtype())
-    return k
 
 
 class FangWSe2(eqx.Module):

@@ -58,6 +58,7 @@ from .._data import BandMap, Bands
 from .._errors import ShapeError, ValidationError
 from ..energy import AbstractTerm, IntensityLikelihood
 from ._linalg import eigvalsh_safe
+from ._params import check_k as _check_k
 
 __all__ = ["AbstractTightBinding", "FitResult", "fit_tight_binding", "line_cut"]
 
@@ -76,17 +77,6 @@ def _scalar_leaf(name: str, value) -> jax.Array:
     if not np.isfinite(arr):
         raise ValidationError(name, f"must be finite, got {value!r}")
     return jnp.asarray(arr, dtype=_float_dtype())
-
-
-def _check_k(k) -> jax.Array:
-    k = jnp.asarray(k)
-    if k.ndim < 1 or k.shape[-1] != 2:
-        raise ShapeError("k", f"last axis must have length 2 (Cartesian kx, ky in 1/angstrom), got shape {k.shape}")
-    if jnp.issubdtype(k.dtype, jnp.complexfloating):
-        raise ValidationError("k", "must be real")
-    if not jnp.issubdtype(k.dtype, jnp.floating):
-        k = k.astype(_float_dtype())
-    return k
 
 
 class AbstractTightBinding(eqx.Module):
