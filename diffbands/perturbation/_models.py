@@ -32,6 +32,7 @@ import numpy as np
 
 from .._data import Bands
 from .._errors import ShapeError, ValidationError
+from ..energy._smoothness import _per_band
 from ..energy._theory import AbstractPerturbation, PerturbationSum, RigidShift
 from . import _bases
 
@@ -61,14 +62,6 @@ def _array(field: str, value, *, ndim: tuple[int, ...] | None = None) -> jax.Arr
     if ndim is not None and arr.ndim not in ndim:
         raise ShapeError(field, f"must have {' or '.join(map(str, ndim))} dims, got shape {arr.shape}")
     return jnp.asarray(arr, dtype=float)
-
-
-def _per_band(field: str, value: jax.Array, theory: jax.Array) -> jax.Array:
-    if value.ndim == 0:
-        return value
-    if value.shape != theory.shape[:1]:
-        raise ShapeError(field, f"has shape {value.shape} but the theory has {theory.shape[0]} bands")
-    return value.reshape(-1, *([1] * (theory.ndim - 1)))
 
 
 class EnergyScale(AbstractPerturbation):
