@@ -23,7 +23,6 @@ from diffbands.energy import IntensityLikelihood, Smoothness
 from diffbands.solvers import CheckerboardICM
 
 
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", type=int, nargs=3, default=(256, 256, 470))
@@ -49,11 +48,11 @@ def main():
 
         @eqx.filter_jit
         def init(e, b):
-            return solver.init(e, b, grid)
+            return solver.init(e, b, grid)  # noqa: B023 (compiled and used within this iteration)
 
         @eqx.filter_jit
         def epochs(e, state, n):
-            return jax.lax.fori_loop(0, n, lambda i, s: solver.step(e, s), state)
+            return jax.lax.fori_loop(0, n, lambda i, s: solver.step(e, s), state)  # noqa: B023
 
         t0 = time.perf_counter()
         state = jax.block_until_ready(init(en, bands0))

@@ -70,8 +70,8 @@ def main():
         "icm_150_epochs": solvers.CheckerboardICM(max_epochs=150, ignore_unsupported=True),
         "diffbands_default": solvers.default_solver(),
     }.items():
-        first, t_first = timed(lambda: db.reconstruct(energy, init, solver))
-        second, t_second = timed(lambda: db.reconstruct(energy, init, solver))
+        first, t_first = timed(lambda s=solver: db.reconstruct(energy, init, s))
+        second, t_second = timed(lambda s=solver: db.reconstruct(energy, init, s))
         assert np.array_equal(np.asarray(first.bands.energies), np.asarray(second.bands.energies))
         runs[name] = {
             "per_band_rmse_meV": per_band_rmse(second.bands, truth, mask),

@@ -3,6 +3,7 @@
 * Data: :class:`BandMap` (intensity on (k..., E) axes) and :class:`Bands` (energies (n_bands, *k)).
 * Energies: :mod:`diffbands.energy` (terms that add up to one negative log posterior).
 * Solvers: :mod:`diffbands.solvers` (CheckerboardICM, ChainDP, GradientMAP, Default).
+* Loading: :func:`load` reads any supported measured or native file into a :class:`BandMap`.
 * Entry point: :func:`reconstruct` (energy, init, solver) -> :class:`Reconstruction`.
 * Also: :mod:`diffbands.io` (HDF5 and other layouts), :mod:`diffbands.synth` (simulated band mapping),
   :mod:`diffbands.theory` (tight-binding models in JAX), :mod:`diffbands.plot` (figures).
@@ -18,17 +19,29 @@ from ._errors import (
     DTypeError,
     FormatError,
     NonFiniteError,
+    ResourceError,
     ShapeError,
     SolverError,
     ValidationError,
 )
 from ._paths import data_dir, data_path
-from ._reconstruct import Reconstruction, default_energy, reconstruct
+from ._reconstruct import (
+    THEORY_PIPELINE_DEFAULTS,
+    Reconstruction,
+    default_energy,
+    make_solver,
+    reconstruct,
+    reconstruct_from_theory,
+)
 from ._regrid import align_offset, regrid_bands
+from ._sharding import global_batch, local_results, solve_batch
+from ._uncertainty import BandUncertainty, band_uncertainty, low_confidence
 from ._version import __version__
+from .io import read as load
 
 __all__ = [
     "AxisError",
+    "BandUncertainty",
     "BandMap",
     "Bands",
     "DTypeError",
@@ -38,21 +51,31 @@ __all__ = [
     "FormatError",
     "FrozenMeta",
     "NonFiniteError",
+    "ResourceError",
     "Reconstruction",
+    "THEORY_PIPELINE_DEFAULTS",
     "ShapeError",
     "SolverError",
     "ValidationError",
     "__version__",
     "align_offset",
+    "band_uncertainty",
     "data_dir",
     "data_path",
     "default_energy",
     "energy",
+    "global_batch",
     "hyper",
     "io",
+    "load",
+    "local_results",
+    "low_confidence",
+    "make_solver",
     "perturbation",
     "reconstruct",
+    "reconstruct_from_theory",
     "regrid_bands",
+    "solve_batch",
     "solvers",
     "synth",
     "theory",

@@ -14,9 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from ._errors import DiffbandsError, ValidationError
+from ._reconstruct import THEORY_PIPELINE_DEFAULTS
 
 EXIT_USER_ERROR = 2
 
@@ -86,11 +85,15 @@ def _fmt_range(v) -> str:
 def cmd_info(args) -> int:
     from . import io
 
-    info = io.read_info(args.file)
+    if io.detect_format(args.file) in io.MEASURED_FORMATS:  # a measured file: read it fully, then describe
+        io.read(args.file)
+        info = io.describe(args.file)
+    else:
+        info = io.read_info(args.file)
     # describe only what loads: a file whose arrays fail validation gets the validation error instead
-    if info.get("bandmap"):
+    if info.get("layout") in io.LAYOUTS and info.get("bandmap"):
         io.load_bandmap(args.file)
-    if info.get("bands"):
+    if info.get("layout") in io.LAYOUTS and info.get("bands"):
         io.load_all_bands(args.file)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
@@ -134,8 +137,8 @@ def cmd_show(args) -> int:
 
     require_matplotlib()
     out = _check_out(args.out, args.force)
-    bandmap = io.load_bandmap(args.file)
-    bands = io.load_all_bands(args.file)
+    bandmap = io.read(args.file)  # any supported format, detected from the content
+    bands = io.load_all_bands(args.file) if io.detect_format(args.file) in io.LAYOUTS else {}
     if args.bands:
         missing = [n for n in args.bands if n not in bands]
         if missing:
@@ -148,18 +151,7 @@ def cmd_show(args) -> int:
 
 
 # -- reconstruct -----------------------------------------------------------------------------------------
-RECONSTRUCT_DEFAULTS = {
-    "eta": 0.1,
-    "sigma": 0.3,
-    "interp": "cubic",
-    "exclusion": 1.0,
-    "offset": "auto",
-    "perturbation": "shift",
-    "lattice_a": None,
-    "solver": "default",
-    "epochs": 150,
-    "steps": 500,
-}
+RECONSTRUCT_DEFAULTS = THEORY_PIPELINE_DEFAULTS  # the CLI exposes exactly the pipeline's settings
 
 
 def _parse_band_range(text: str, n: int) -> list[int]:
@@ -205,25 +197,10 @@ def _load_config(path: str | None) -> dict:
     return data
 
 
-def _make_solver(name: str, epochs: int, steps: int):
-    from . import solvers
-
-    table = {
-        "default": lambda: solvers.default_solver(max_epochs=epochs, max_steps=steps),
-        "icm": lambda: solvers.CheckerboardICM(max_epochs=epochs, ignore_unsupported=True),
-        "gradient": lambda: solvers.GradientMAP("lbfgs", max_steps=steps),
-        "adam": lambda: solvers.GradientMAP("adam", max_steps=steps),
-        "chain": lambda: solvers.ChainDP(ignore_unsupported=True),
-    }
-    if name not in table:
-        raise ValidationError("--solver", f"unknown solver {name!r}; choose one of {sorted(table)}")
-    return table[name]()
-
-
 def cmd_reconstruct(args) -> int:
     from . import io
-    from ._reconstruct import default_energy, learn_perturbation, reconstruct
-    from ._regrid import align_offset, regrid_bands
+    from ._reconstruct import reconstruct_from_theory
+    from ._regrid import regrid_bands
 
     out = _check_out(args.out, args.force)
     if args.preview:
@@ -246,33 +223,13 @@ def cmd_reconstruct(args) -> int:
         theory = regrid_bands(theory, bandmap)
     if truth is not None and (truth.n_bands != theory.n_bands or not truth.matches(bandmap)):
         truth = None
-    offset = cfg["offset"]
-    if offset == "auto":
-        offset = align_offset(bandmap, theory)
-    elif offset in (None, "none"):
-        offset = 0.0
-    else:
-        try:
-            offset = float(offset)
-        except (TypeError, ValueError):
-            raise ValidationError("--offset", f"expected 'auto', 'none' or a number in eV, got {offset!r}") from None
-    cfg["offset_applied"] = offset
-    init = theory.with_energies(np.asarray(theory.energies) + offset)
-    # learn dE (at least one rigid shift per band) with the bands tied to theory + dE; the result is both the
-    # start of the solve and the centre of the theory prior
-    lattice_a = None if cfg["lattice_a"] is None else float(cfg["lattice_a"])
-    init, learned = learn_perturbation(bandmap, init, str(cfg["perturbation"]), lattice_a=lattice_a)
-    cfg["learned_perturbation_meV"] = learned
-    sigma = cfg["sigma"]
-    sigma = None if sigma in (None, "none", 0, 0.0) else float(sigma)
-    energy = default_energy(bandmap, init, eta=float(cfg["eta"]), sigma=sigma, interp=cfg["interp"],
-                            exclusion=float(cfg["exclusion"]))
-    solver = _make_solver(cfg["solver"], int(cfg["epochs"]), int(cfg["steps"]))
     bar.update(1)
-    bar.set_description(f"solving {init.n_bands} bands")
-    rec = reconstruct(energy, init, solver, config={"command": "reconstruct", "data": str(args.data),
-                                                    "init": str(args.init), "init_name": args.init_name,
-                                                    "bands": args.bands, **cfg})
+    bar.set_description(f"solving {theory.n_bands} bands")
+    rec = reconstruct_from_theory(bandmap, theory, cfg, record={
+        "command": "reconstruct", "data": str(args.data), "init": str(args.init), "init_name": args.init_name,
+        "bands": args.bands})
+    offset = rec.config["offset_applied"]
+    learned = rec.config["learned_perturbation_meV"]
     bar.update(1)
     bar.set_description("writing")
     extra = {"truth": truth} if truth is not None else None

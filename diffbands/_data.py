@@ -40,6 +40,8 @@ class FrozenMeta(Mapping):
     __slots__ = ("_items", "_json")
 
     def __init__(self, data: Mapping[str, Any] | None = None):
+        if data is not None and not isinstance(data, Mapping):
+            raise ValidationError("metadata", f"must be a mapping (dict), got {type(data).__name__}")
         data = dict(data or {})
         try:
             text = json.dumps(data, sort_keys=True, default=_json_default)
@@ -95,6 +97,9 @@ def _check_real(field: str, arr: np.ndarray) -> None:
         raise DTypeError(field, f"complex dtype {arr.dtype} is not allowed (take abs() or the real part first)")
     if arr.dtype.kind not in "biuf":
         raise DTypeError(field, f"dtype {arr.dtype} is not numeric")
+    if arr.dtype.kind == "f" and arr.dtype.itemsize < 4:
+        # half precision (3 significant digits) already lost the information; make the user decide
+        raise DTypeError(field, f"dtype {arr.dtype} is too imprecise; convert explicitly with .astype(numpy.float32)")
 
 
 def _as_real_array(field: str, value, *, allow_bool: bool = False) -> np.ndarray:
@@ -139,13 +144,31 @@ def _check_axis(field: str, values, *, allow_descending: bool) -> tuple[np.ndarr
     )
 
 
+def _stored(field: str, arr: np.ndarray, dtype, *, axis: bool = False) -> np.ndarray:
+    """``arr`` cast to the storage ``dtype``; values that overflow it, or axis points that merge at its
+    precision, are refused (they would silently become Inf or a non-monotonic axis)."""
+    with np.errstate(over="ignore"):
+        out = np.asarray(arr).astype(np.dtype(dtype))
+    if out.dtype.kind == "f" and not np.all(np.isfinite(out)):
+        big = float(np.max(np.abs(np.asarray(arr, dtype=np.float64))))
+        raise NonFiniteError(field, f"values up to {big:.4g} overflow {out.dtype}; rescale them")
+    if axis and not np.all(np.diff(out) > 0):
+        raise AxisError(field, f"points are closer than the precision of {out.dtype} and merge; rescale the axis")
+    return out
+
+
 def _is_uniform(axis: np.ndarray) -> bool:
     d = np.diff(axis)
     return bool(np.max(np.abs(d - d.mean())) <= UNIFORM_RTOL * abs(d.mean()))
 
 
 def _name_tuple(field: str, names: Sequence[str], n: int) -> tuple[str, ...]:
-    names = (names,) if isinstance(names, str) else tuple(names)
+    if isinstance(names, str):
+        names = (names,)
+    try:
+        names = tuple(names)
+    except TypeError:
+        raise ValidationError(field, f"must be a sequence of strings, got {type(names).__name__}") from None
     if len(names) != n:
         raise ShapeError(field, f"expected {n} entries, got {len(names)}: {names!r}")
     for nm in names:
@@ -163,7 +186,12 @@ def _coords_from_mapping(field: str, coords, dims: tuple[str, ...]) -> list:
         if extra:
             raise AxisError(field, f"coordinate(s) {extra} do not name a dimension of {dims}")
         return [coords[d] for d in dims]
-    coords = list(coords)
+    try:
+        coords = list(coords)
+    except TypeError:
+        raise ValidationError(
+            field, f"must be a sequence of 1-D arrays (one per dim {dims}) or a mapping, got {type(coords).__name__}"
+        ) from None
     if len(coords) != len(dims):
         raise ShapeError(field, f"expected {len(dims)} coordinate arrays (one per dim {dims}), got {len(coords)}")
     return coords
@@ -235,8 +263,10 @@ class BandMap(eqx.Module):
                 "or pass allow_negative=True",
             )
         dtype = _float_dtype()
-        self.intensity = jnp.asarray(arr, dtype=dtype)
-        self.coords = tuple(jnp.asarray(c, dtype=dtype) for c in axes)
+        self.intensity = jnp.asarray(_stored("intensity", arr, dtype))
+        self.coords = tuple(
+            jnp.asarray(_stored(f"coords['{n}']", c, dtype, axis=True)) for n, c in zip(dims, axes)
+        )
         self.dims = dims
         self.units = units
         self.intensity_unit = str(intensity_unit)
@@ -275,7 +305,7 @@ class BandMap(eqx.Module):
             raise KeyError(f"no dimension {name!r}; dims are {self.dims}")
         return self.coords[self.dims.index(name)]
 
-    def with_intensity(self, intensity, **changes) -> "BandMap":
+    def with_intensity(self, intensity, **changes) -> BandMap:
         """A new BandMap on the same axes with another (validated) intensity array."""
         kw = dict(
             dims=self.dims, units=self.units, intensity_unit=self.intensity_unit, metadata=self.metadata
@@ -358,8 +388,12 @@ class Bands(eqx.Module):
             labels = [f"band {i}" for i in range(arr.shape[0])]
         labels = _name_tuple("labels", labels, arr.shape[0])
         dtype = _float_dtype()
+        valid = arr if mask is None or arr.dtype.kind != "f" else np.where(np.asarray(self.mask), arr, 0.0)
+        _stored("energies", valid, dtype)  # valid entries must fit the dtype (invalid ones may be NaN)
         self.energies = jnp.asarray(arr, dtype=dtype)
-        self.coords = tuple(jnp.asarray(c, dtype=dtype) for c in axes)
+        self.coords = tuple(
+            jnp.asarray(_stored(f"coords['{n}']", c, dtype, axis=True)) for n, c in zip(dims, axes)
+        )
         self.dims = dims
         self.units = units
         self.energy_unit = str(energy_unit)
@@ -374,7 +408,7 @@ class Bands(eqx.Module):
     def k_shape(self) -> tuple[int, ...]:
         return tuple(self.energies.shape[1:])
 
-    def select(self, indices) -> "Bands":
+    def select(self, indices) -> Bands:
         """The bands at ``indices`` (ints or a slice), keeping axes, mask and labels."""
         idx = np.arange(self.n_bands)[indices]
         idx = np.atleast_1d(idx)
@@ -389,7 +423,7 @@ class Bands(eqx.Module):
             metadata=self.metadata,
         )
 
-    def with_energies(self, energies, **changes) -> "Bands":
+    def with_energies(self, energies, **changes) -> Bands:
         """New Bands on the same axes with other (validated) energies."""
         kw = dict(dims=self.dims, units=self.units, energy_unit=self.energy_unit, labels=self.labels,
                   metadata=self.metadata, mask=None if self.mask is None else np.asarray(self.mask))

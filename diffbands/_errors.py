@@ -54,3 +54,7 @@ class FormatError(DataFileError):
 
 class SolverError(DiffbandsError):
     """A solver was asked to do something it cannot (e.g. ICM on a term without a grid form)."""
+
+
+class ResourceError(DiffbandsError, MemoryError):
+    """A request needs more memory than is available; the message gives the estimate and the limit."""

@@ -39,6 +39,10 @@ class Reconstruction(eqx.Module):
         converged: whether the solver's convergence criterion was met.
         wall_time: seconds for the solve (compilation included on the first call with given shapes).
         config: the configuration that produced it (solver, terms, user settings): JSON-serialisable.
+        uncertainty: the Laplace 1-sigma band-energy uncertainty per band and momentum (eV, as
+            :class:`~diffbands.Bands`; see :func:`diffbands.band_uncertainty`), or ``None`` if not computed.
+        low_confidence: ``(n_bands, *k)`` bool: where the data barely constrain the band (empty or flat
+            data, or a band off any peak), or ``None``.
     """
 
     bands: Bands
@@ -50,6 +54,8 @@ class Reconstruction(eqx.Module):
     converged: bool = eqx.field(static=True)
     wall_time: float = eqx.field(static=True)
     config: FrozenMeta = eqx.field(static=True)
+    uncertainty: Bands | None = None
+    low_confidence: np.ndarray | None = None
 
     def summary(self, truth: Bands | None = None) -> str:
         """A per-band table: energy range of each band, and the RMSE against ``truth`` if given."""
@@ -64,6 +70,9 @@ class Reconstruction(eqx.Module):
                 row += f" {1e3 * np.sqrt(np.mean((e[i] - np.asarray(truth.energies[i])) ** 2)):11.1f}"
             rows.append(row)
         rows.append(f"{self.n_steps} steps, converged: {self.converged}, {self.wall_time:.2f} s")
+        if self.low_confidence is not None and np.any(self.low_confidence):
+            rows.append(f"low confidence (data barely constrain the band) at {int(np.sum(self.low_confidence))} "
+                        f"of {self.low_confidence.size} band-momentum points")
         return "\n".join(rows)
 
     def save(self, path, *, bandmap: BandMap | None = None, extra_bands: Mapping[str, Bands] | None = None,
@@ -74,6 +83,11 @@ class Reconstruction(eqx.Module):
         from . import io
 
         bands = {"result": self.bands, "init": self.init, **dict(extra_bands or {})}
+        extra: dict[str, Any] = {"trace": self.trace}
+        if self.uncertainty is not None:
+            bands["uncertainty"] = self.uncertainty
+        if self.low_confidence is not None:
+            extra["low_confidence"] = np.asarray(self.low_confidence, dtype=np.uint8)
         results = {
             "term_energies": self.term_energies,
             "energy": self.energy,
@@ -81,7 +95,7 @@ class Reconstruction(eqx.Module):
             "converged": self.converged,
             "wall_time_s": self.wall_time,
         }
-        io.save(path, bandmap=bandmap, bands=bands, extra={"trace": self.trace}, results=results,
+        io.save(path, bandmap=bandmap, bands=bands, extra=extra, results=results,
                 config=dict(self.config), overwrite=overwrite)
 
 
@@ -122,6 +136,7 @@ def reconstruct(
     *,
     grid=None,
     config: Mapping[str, Any] | None = None,
+    uncertainty: str | None = "local",
 ) -> Reconstruction:
     """Find the MAP band energies ``argmin_E U(E)`` of ``energy`` starting from ``init``.
 
@@ -134,6 +149,10 @@ def reconstruct(
             a discrete global search on the energy grid, then L-BFGS refinement of the full energy.
         grid: the energy grid of discrete solvers (default: the band map's energy axis).
         config: user settings to record in the result (merged with the solver and energy descriptions).
+        uncertainty: the Laplace uncertainty of the result (:func:`diffbands.band_uncertainty`):
+            ``"local"`` (default, cheap: ``1/sqrt(H_kk)`` with the neighbour terms, a lower bound),
+            ``"probe"`` (diagonal of ``H^-1`` by probing + CG; ``n_bands x 64`` solves on a 2-D grid),
+            ``"exact"`` (small problems), or ``None``.
 
     All bands are solved in one compiled call. The result records per-term energies, the trace, steps,
     convergence, wall time and the config.
@@ -158,6 +177,13 @@ def reconstruct(
         "dtype": str(sol.dtype),
     }
     trace = np.asarray(res.trace)
+    sigma = low = None
+    if uncertainty is not None:
+        from ._uncertainty import band_uncertainty
+
+        unc = band_uncertainty(energy, bands, method=uncertainty)
+        sigma, low = unc.sigma, np.asarray(unc.low_confidence)
+        cfg["uncertainty"] = uncertainty
     return Reconstruction(
         bands=bands,
         init=init,
@@ -168,6 +194,8 @@ def reconstruct(
         converged=bool(res.converged),
         wall_time=wall,
         config=FrozenMeta(cfg),
+        uncertainty=sigma,
+        low_confidence=low,
     )
 
 
@@ -195,6 +223,8 @@ def default_energy(
         exclusion: strength of the term that keeps two bands off one intensity feature (0: off).
         exclusion_width: its width in eV (default: two energy steps).
     """
+    if theory is not None and not isinstance(theory, Bands):
+        raise ValidationError("theory", f"must be a diffbands.Bands (or None), got {type(theory).__name__}")
     terms: AbstractTerm = IntensityLikelihood(bandmap, interp=interp) + Smoothness(eta)
     if theory is not None and sigma is not None:
         if not theory.matches(bandmap):
@@ -216,8 +246,8 @@ def parse_perturbation(spec: str, theory: Bands, *, lattice_a: float | None = No
     ``hexikes:N`` are the first ``N`` non-constant hexagonal Zernike polynomials of the first Brillouin zone
     of a hexagonal lattice with constant ``lattice_a`` (A); ``legendre:N`` Legendre polynomials along a cut.
     """
-    from .perturbation import BasisField, EnergyScale
     from .energy import RigidShift
+    from .perturbation import BasisField, EnergyScale
 
     spec = (spec or "none").strip().lower()
     if spec in ("none", "off", ""):
@@ -287,3 +317,91 @@ def learn_perturbation(
     fitted = theory.with_energies(np.asarray(fit.bands), metadata={
         **dict(theory.metadata), "perturbation": spec, "learned": decomposition})
     return fitted, decomposition
+
+
+#: The settings of :func:`reconstruct_from_theory` (and of ``diffbands reconstruct``), with their defaults.
+THEORY_PIPELINE_DEFAULTS: dict[str, Any] = {
+    "eta": 0.1,
+    "sigma": 0.3,
+    "interp": "cubic",
+    "exclusion": 1.0,
+    "offset": "auto",
+    "perturbation": "shift",
+    "lattice_a": None,
+    "solver": "default",
+    "epochs": 150,
+    "steps": 500,
+}
+
+
+def make_solver(name: str, epochs: int = 150, steps: int = 500) -> AbstractSolver:
+    """A solver by short name: ``default``, ``icm``, ``gradient`` (L-BFGS), ``adam`` or ``chain`` (ChainDP)."""
+    from . import solvers
+
+    table = {
+        "default": lambda: solvers.default_solver(max_epochs=epochs, max_steps=steps),
+        "icm": lambda: solvers.CheckerboardICM(max_epochs=epochs, ignore_unsupported=True),
+        "gradient": lambda: solvers.GradientMAP("lbfgs", max_steps=steps),
+        "adam": lambda: solvers.GradientMAP("adam", max_steps=steps),
+        "chain": lambda: solvers.ChainDP(ignore_unsupported=True),
+    }
+    if name not in table:
+        raise ValidationError("solver", f"unknown solver {name!r}; choose one of {sorted(table)}")
+    return table[name]()
+
+
+def _offset_value(bandmap: BandMap, theory: Bands, offset) -> float:
+    from ._regrid import align_offset
+
+    if offset == "auto":
+        return align_offset(bandmap, theory)
+    if offset in (None, "none"):
+        return 0.0
+    try:
+        return float(offset)
+    except (TypeError, ValueError):
+        raise ValidationError("offset", f"expected 'auto', 'none' or a number in eV, got {offset!r}") from None
+
+
+def reconstruct_from_theory(
+    bandmap: BandMap, theory: Bands, config: Mapping[str, Any] | None = None, *, record: Mapping[str, Any] | None = None
+) -> Reconstruction:
+    """The whole theory-initialised pipeline (what ``diffbands reconstruct --init THEORY`` runs).
+
+    1. ``theory`` is regridded onto the data's momenta when needed, then shifted by one global ``offset``
+       (``"auto"``: :func:`~diffbands.align_offset`, the offset maximising the summed log intensity).
+    2. A perturbation ``dE`` (``perturbation``, default a rigid shift per band; see
+       :func:`parse_perturbation`) is learned with the bands tied to ``T + dE``
+       (:func:`learn_perturbation`): no hand-set offsets.
+    3. :func:`default_energy` around ``T + dE`` (smoothness ``eta``, theory prior ``sigma``, ``interp``,
+       ``exclusion``) is minimised by ``solver`` (:func:`make_solver`) from ``T + dE``.
+
+    ``config`` overrides :data:`THEORY_PIPELINE_DEFAULTS` (unknown keys are refused). The returned
+    :class:`Reconstruction`'s config holds every setting, the applied offset (``offset_applied``, eV) and the
+    learned perturbation (``learned_perturbation_meV``), plus ``record`` (e.g. file names).
+    """
+    from ._regrid import regrid_bands
+
+    config = dict(config or {})
+    unknown = sorted(set(config) - set(THEORY_PIPELINE_DEFAULTS))
+    if unknown:
+        raise ValidationError("config", f"unknown setting(s) {unknown}; known: {sorted(THEORY_PIPELINE_DEFAULTS)}")
+    cfg = {**THEORY_PIPELINE_DEFAULTS, **config}
+    if not isinstance(theory, Bands):
+        raise ValidationError("theory", f"must be a Bands, got {type(theory).__name__}")
+    if not theory.matches(bandmap):
+        theory = regrid_bands(theory, bandmap)
+    offset = _offset_value(bandmap, theory, cfg["offset"])
+    cfg["offset_applied"] = offset
+    init = theory.with_energies(np.asarray(theory.energies) + offset)
+    # learn dE (at least one rigid shift per band) with the bands tied to theory + dE; the result is both the
+    # start of the solve and the centre of the theory prior
+    lattice_a = None if cfg["lattice_a"] is None else float(cfg["lattice_a"])
+    init, learned = learn_perturbation(bandmap, init, str(cfg["perturbation"]), lattice_a=lattice_a)
+    cfg["learned_perturbation_meV"] = learned
+    sigma = cfg["sigma"]
+    sigma = None if sigma in (None, "none", 0, 0.0) else float(sigma)
+    energy = default_energy(bandmap, init, eta=float(cfg["eta"]), sigma=sigma, interp=cfg["interp"],
+                            exclusion=float(cfg["exclusion"]))
+    solver = make_solver(str(cfg["solver"]), int(cfg["epochs"]), int(cfg["steps"]))
+    return reconstruct(energy, init, solver, config={**dict(record or {}), **cfg})

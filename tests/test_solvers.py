@@ -9,11 +9,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fuller_reference import fuller_iter_para
 from scipy.ndimage import gaussian_filter
 
 from diffbands import BandMap, SolverError
 from diffbands._errors import ShapeError, ValidationError
-from diffbands.energy import AbstractSiteTerm, Curvature, IntensityLikelihood, Smoothness, TheoryPrior
+from diffbands.energy import AbstractSiteTerm, Curvature, FeatureExclusion, IntensityLikelihood, Smoothness, TheoryPrior
 from diffbands.solvers import (
     ChainDP,
     CheckerboardICM,
@@ -24,10 +25,7 @@ from diffbands.solvers import (
     solve,
     viterbi,
 )
-from diffbands.solvers._icm import best_rigid_shift
-
-from fuller_reference import fuller_iter_para
-
+from diffbands.solvers._icm import _conditional_argmin, best_rigid_shift, search_window
 
 # -- helpers ------------------------------------------------------------------------------------------
 
@@ -170,6 +168,66 @@ def test_rigid_shift_recovers_a_coherent_offset():
     c = jnp.asarray(1 / (2 * 0.05**2), jnp.float32)
     limited = jax.jit(best_rigid_shift, static_argnums=4)(table, c, idx0, jnp.asarray(energy), 0.2)
     np.testing.assert_array_equal(np.asarray(limited), np.asarray(idx0) - 11)
+
+
+def test_icm_search_window_contains_every_minimiser_and_shrinks():
+    """The exact window of the energy loop: every minimiser of the full conditional cost lies inside it,
+    ties included (integer costs make many), so the windowed loop returns the full argmin; with a strong
+    coupling it is much narrower than the grid; with zero coupling it is the whole grid."""
+    rng = np.random.default_rng(21)
+    n_grid, n_sites = 60, 400
+    grid = jnp.asarray(np.sort(rng.uniform(-1.0, 1.0, n_grid)).astype(np.float32))
+    unary = jnp.asarray(rng.integers(0, 6, (n_grid, n_sites)).astype(np.float32))  # many ties
+    umin = jnp.min(unary, axis=0)
+    for weight_scale, mu_lo, mu_hi in ((0.0, -1.0, 1.0), (5.0, -1.2, 1.2), (400.0, -0.2, -0.1)):
+        weight = jnp.asarray(weight_scale * rng.uniform(0.5, 1.0, n_sites).astype(np.float32))
+        mu = jnp.asarray(rng.uniform(mu_lo, mu_hi, n_sites).astype(np.float32))
+        cost = np.asarray(unary + weight[None] * jnp.square(grid[:, None] - mu[None]))
+        minimisers = np.flatnonzero(np.any(cost == cost.min(axis=0, keepdims=True), axis=1))
+        lo, hi = (int(x) for x in search_window(unary, grid, weight, mu, umin))
+        assert lo <= minimisers.min() and minimisers.max() <= hi
+        full = np.argmin(cost, axis=0)
+        for window in (None, umin):
+            got = _conditional_argmin(unary, grid, weight, mu, True, window)
+            np.testing.assert_array_equal(np.asarray(got), full)
+        if weight_scale == 0.0:
+            assert (lo, hi) == (0, n_grid - 1)
+        if weight_scale == 400.0:  # mu in a 0.1-wide band, radius <= sqrt(6 / 200): a fraction of the grid
+            assert hi - lo < n_grid // 2
+
+
+def test_icm_window_and_cheap_trace_match_the_full_search_and_full_trace():
+    """Windowed loop vs full loop vs argmin reduction: the same indices; ICM's own energy (the default
+    trace) equals the full energy when every term is decomposable; with an ignored term it is the
+    decomposable part, while the result's energy is always the full energy."""
+    rng = np.random.default_rng(22)
+    nx, ny, ne = 14, 11, 80
+    energy = np.linspace(-1.0, 0.0, ne).astype(np.float32)
+    vol = _band_volume(rng, nx, ny, energy)
+    en = IntensityLikelihood(vol, energy=energy) + Smoothness(jnp.array([0.02, 0.2]))
+    b0 = jnp.stack([jnp.full((nx, ny), -0.45), jnp.full((nx, ny), -0.6)])
+    ref = solve(CheckerboardICM(window=False, full_trace=True, max_epochs=30), en, b0)
+    n = int(ref.n_steps)
+    assert n > 2
+    for solver in (CheckerboardICM(max_epochs=30), CheckerboardICM(max_epochs=30, energy_loop=False)):
+        res = solve(solver, en, b0)
+        np.testing.assert_array_equal(np.asarray(res.indices), np.asarray(ref.indices))
+        assert int(res.n_steps) == n
+        np.testing.assert_allclose(np.asarray(res.trace[:n]), np.asarray(ref.trace[:n]), rtol=2e-5)
+        assert np.all(np.isnan(np.asarray(res.trace[n:])))
+        np.testing.assert_allclose(float(res.energy), float(en(res.bands)), rtol=1e-5)
+    # an ignored (non-decomposable) term: the trace is ICM's part, the result's energy the full one
+    excl = FeatureExclusion(0.05, 3.0)
+    res = solve(CheckerboardICM(max_epochs=30, ignore_unsupported=True), en + excl, b0)
+    np.testing.assert_array_equal(np.asarray(res.indices), np.asarray(ref.indices))
+    np.testing.assert_allclose(np.asarray(res.trace[:n]), np.asarray(ref.trace[:n]), rtol=2e-5)
+    np.testing.assert_allclose(float(res.energy), float(en(res.bands) + excl(res.bands)), rtol=1e-5)
+    full = solve(CheckerboardICM(max_epochs=30, ignore_unsupported=True, full_trace=True), en + excl, b0)
+    np.testing.assert_allclose(float(full.trace[n - 1]), float(res.energy), rtol=1e-5)
+    # zero epochs: the (snapped) start, an empty trace, nothing run
+    zero = solve(CheckerboardICM(max_epochs=0), en, b0)
+    assert int(zero.n_steps) == 0 and zero.trace.shape == (0,)
+    np.testing.assert_allclose(np.asarray(zero.bands), np.asarray(b0), atol=0.5 * float(energy[1] - energy[0]))
 
 
 def test_icm_rejects_unsupported_terms_by_name():
@@ -347,7 +405,7 @@ def test_vmapped_batch_of_datasets_equals_separate_solves():
     batch_en, batch_b0 = _stack(*ens), jnp.stack(b0s)
     # Default covers CheckerboardICM (with the rigid-shift search), L-BFGS and the chaining of results
     for solver in (GradientMAP("adam", max_steps=60), Default()):
-        batched = eqx.filter_vmap(lambda e, b: solve(solver, e, b))(batch_en, batch_b0)
+        batched = eqx.filter_vmap(lambda e, b: solve(solver, e, b))(batch_en, batch_b0)  # noqa: B023 - called at once
         assert isinstance(batched, SolveResult) and batched.bands.shape == (2, 1, nx, ny)
         for i in range(2):
             single = solve(solver, ens[i], b0s[i])

@@ -44,12 +44,12 @@ class AbstractTerm(eqx.Module):
     def __call__(self, bands: jax.Array) -> jax.Array:
         """The energy (a float scalar) of the band energies ``bands``."""
 
-    def __add__(self, other: "AbstractTerm") -> "Sum":
+    def __add__(self, other: AbstractTerm) -> Sum:
         if not isinstance(other, AbstractTerm):
             return NotImplemented
         return Sum((*_terms_of(self), *_terms_of(other)))
 
-    def __mul__(self, weight) -> "Weighted":
+    def __mul__(self, weight) -> Weighted:
         return Weighted(jnp.asarray(weight, dtype=float), self)
 
     __rmul__ = __mul__

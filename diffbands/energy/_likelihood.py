@@ -81,7 +81,7 @@ class IntensityLikelihood(AbstractSiteTerm):
             if energy is None:
                 raise ValidationError("energy", "is required when `bandmap` is an intensity array")
             intensity, axis, uniform = _arrays(bandmap, energy)
-        if not isinstance(floor, jax.core.Tracer) and not 0 < float(floor) < 1:
+        if not isinstance(floor, jax.core.Tracer) and not 0 < _as_float(floor) < 1:
             raise ValidationError("floor", f"must be in (0, 1) (relative to the maximum), got {floor!r}")
         peak = jnp.max(intensity)
         if not isinstance(peak, jax.core.Tracer) and not float(peak) > 0:
@@ -137,6 +137,14 @@ class IntensityLikelihood(AbstractSiteTerm):
             raise ShapeError("k_shape", f"{tuple(k_shape)} differs from the intensity's k_shape {self.k_shape}")
         y = interp_grid(self.table, self.energy, grid, self.slopes).astype(self.table.dtype)
         return -y if self.space == "log" else -jnp.log(jnp.maximum(y, self.floor_value))
+
+
+def _as_float(value) -> float:
+    """``float(value)``, or NaN for anything that is not a real scalar (so range checks refuse it)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _arrays(intensity, energy) -> tuple[jax.Array, jax.Array, bool]:

@@ -372,7 +372,8 @@ def native_band_specs(f: h5py.File, path: Path) -> dict[str, BandSpec]:
 
 def _read_extra_group(g: h5py.Group) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, obj in g.items():
+    for name in g.keys():
+        obj = g[name]  # not g.items(): that yields None for a damaged link instead of raising
         if isinstance(obj, h5py.Group):
             out[name] = _read_extra_group(obj)
         elif h5py.check_string_dtype(obj.dtype) is not None:

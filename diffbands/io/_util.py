@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from .._errors import DataFileError, DataNotFoundError, DiffbandsError, FormatError, ValidationError
+from .._memory import check_memory
 from .._paths import data_dir
 
 
@@ -98,6 +99,8 @@ def read_dataset(f: h5py.File, name: str, path: Path) -> np.ndarray:
         raise FormatError(f"{path}: dataset '{name}' is missing")
     if not isinstance(obj, h5py.Dataset):
         raise FormatError(f"{path}: '{name}' is a group, expected a dataset")
+    # a file may declare a dataset far larger than itself (unwritten chunks): refuse before allocating
+    check_memory(f"{path}: dataset '{name}' of shape {obj.shape}", float(obj.size) * obj.dtype.itemsize)
     try:
         if h5py.check_string_dtype(obj.dtype) is not None:
             return obj.asstr()[()]

@@ -46,6 +46,9 @@ class SolveResult(eqx.Module):
             the indices of the discrete stage.
         trace: the energy ``U`` after each step, shape ``(max_steps,)``, NaN after the last step taken.
             Chained stages are concatenated without gaps (the first ``n_steps`` entries are finite).
+            A solver may record the part of ``U`` it optimises when that is much cheaper (the
+            :class:`~diffbands.solvers.CheckerboardICM` records its grid energy from its own tables, which
+            leaves out terms it was told to ignore; see its ``full_trace``).
         n_steps: the number of steps taken (int scalar).
         converged: whether the (last) solver's convergence criterion was met before ``max_steps``.
         energy: ``U(bands)`` (scalar).
@@ -121,7 +124,9 @@ class AbstractIterativeSolver(AbstractSolver):
             st = self.step(energy, st)
             return i + 1, st, tr.at[i].set(self.value(st))
 
-        n, state, trace = jax.lax.while_loop(cond, body, (jnp.array(0, dtype=jnp.int32), state, trace0))
+        carry = (jnp.array(0, dtype=jnp.int32), state, trace0)
+        # (with max_steps == 0 there is no loop to run, and the body could not even be traced)
+        n, state, trace = jax.lax.while_loop(cond, body, carry) if n_max > 0 else carry
         result = self.finalise(energy, state)
         return eqx.tree_at(
             lambda r: (r.trace, r.n_steps, r.converged),
@@ -176,11 +181,27 @@ class GridDecomposition(eqx.Module):
     neighbour: tuple[tuple[jax.Array, AbstractNeighbourTerm], ...]
     ignored: tuple[tuple[jax.Array, AbstractTerm], ...]
 
-    def unary_table(self, band: jax.Array, grid: jax.Array, k_shape: tuple[int, ...]) -> jax.Array:
-        """``sum_s w_s f_s,b(k, grid[m])``, shape ``(*k_shape, len(grid))``."""
-        table = jnp.zeros((*k_shape, grid.shape[0]), dtype=grid.dtype)
+    def shared_tables(self, grid: jax.Array, k_shape: tuple[int, ...]) -> tuple[jax.Array | None, ...]:
+        """``w_s f_s(k, grid[m])`` of each site term that is the same for every band (the intensity
+        likelihood, or a term with ``band_independent = True``), ``None`` for the others: computed once and
+        passed to :meth:`unary_table` for every band, instead of once per band."""
+        from ..energy._likelihood import IntensityLikelihood
+
+        out = []
         for w, term in self.site:
-            table = table + (w * term.grid_table(band, grid, k_shape)).astype(grid.dtype)
+            if isinstance(term, IntensityLikelihood) or getattr(term, "band_independent", False) is True:
+                out.append((w * term.grid_table(jnp.zeros((), jnp.int32), grid, k_shape)).astype(grid.dtype))
+            else:
+                out.append(None)
+        return tuple(out)
+
+    def unary_table(self, band: jax.Array, grid: jax.Array, k_shape: tuple[int, ...], shared=None) -> jax.Array:
+        """``sum_s w_s f_s,b(k, grid[m])``, shape ``(*k_shape, len(grid))`` (terms added in order, a
+        precomputed ``shared[s]`` used where given)."""
+        table = jnp.zeros((*k_shape, grid.shape[0]), dtype=grid.dtype)
+        shared = (None,) * len(self.site) if shared is None else shared
+        for (w, term), pre in zip(self.site, shared):
+            table = table + (pre if pre is not None else (w * term.grid_table(band, grid, k_shape)).astype(grid.dtype))
         return table
 
     def coupling(self, band: jax.Array, dtype) -> jax.Array:
@@ -314,4 +335,30 @@ def solve(solver: AbstractSolver, energy: AbstractTerm, bands0, grid=None) -> So
             )
     if grid is not None:
         grid = _check_grid(grid)
+    if _is_concrete(bands0) and grid is not None and _is_concrete(grid):
+        _check_inside(bands0, grid)
+    if _is_concrete(bands0):
+        from .._memory import check_memory, estimate_solve_bytes
+
+        n_grid = None if grid is None else int(grid.shape[0])
+        need = estimate_solve_bytes(solver, tuple(bands0.shape), n_grid, bands0.dtype.itemsize)
+        check_memory(f"solve ({type(solver).__name__}, bands {tuple(bands0.shape)}, grid {n_grid})", need)
     return _run_jit(solver, energy, bands0, grid)
+
+
+def _check_inside(bands0: jax.Array, grid: jax.Array) -> None:
+    """Refuse a band whose initial energies all lie outside the energy window of the grid: the data say
+    nothing about it, and it is nearly always a units or sign mistake (eV/meV, binding/kinetic energy)."""
+    if grid.shape[0] < 2:
+        return
+    lo, hi = float(grid[0]), float(grid[-1])
+    b = np.asarray(bands0).reshape(bands0.shape[0], -1)
+    outside = np.all((b < lo) | (b > hi), axis=1)
+    if np.any(outside):
+        i = int(np.argmax(outside))
+        raise ValidationError(
+            "bands0",
+            f"{int(outside.sum())} band(s) (first: band {i}, energies [{b[i].min():.4g}, {b[i].max():.4g}]) lie "
+            f"entirely outside the energy window [{lo:.4g}, {hi:.4g}] of the data; check units and the sign "
+            "convention (binding vs kinetic energy) of the initial bands",
+        )

@@ -58,7 +58,7 @@ _SQRT_2 = math.sqrt(2.0)
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _weideman_coefficients(n_terms: int) -> tuple[float, tuple[float, ...]]:
     """``(L, a)`` for Weideman's N-term approximation; ``a`` highest degree first (for Horner)."""
     m = 2 * n_terms
@@ -200,7 +200,7 @@ class AbstractLineshape(eqx.Module):
     def __call__(self, x, eps=None) -> jax.Array:
         """The profile at offsets ``x`` (eV); ``x`` and ``eps`` broadcast."""
 
-    def for_bands(self, n_bands: int) -> "AbstractLineshape":
+    def for_bands(self, n_bands: int) -> AbstractLineshape:
         """This lineshape with every parameter broadcast to shape ``(n_bands,)`` (for a scan over bands)."""
         def bcast(p):
             p = jnp.asarray(p)

@@ -76,10 +76,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._data import Bands
-from ._params import check_k as _check_k
-from ._params import read_json
 from .._errors import FormatError, ShapeError, ValidationError
 from ._linalg import eigvalsh_safe
+from ._params import check_k as _check_k
+from ._params import read_json
 
 __all__ = [
     "FANG2015_WSE2",
@@ -484,7 +484,7 @@ class FangWSe2(eqx.Module):
 
     # -- construction from a parameter file --------------------------------------------------------
     @classmethod
-    def from_json(cls, path: str | os.PathLike, *, soc: bool = False) -> "FangWSe2":
+    def from_json(cls, path: str | os.PathLike, *, soc: bool = False) -> FangWSe2:
         """Load a parameter file laid out like ``theory/wse2/params_fang2015.json``.
 
         Reads ``parameters`` (the 43 energies and ``a``), ``interlayer['Se-Se']`` (``sigma``/``pi`` with

@@ -47,9 +47,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._params import read_json
 from .._errors import FormatError, ValidationError
 from ._fit import AbstractTightBinding, _float_dtype, _scalar_leaf
+from ._params import read_json
 
 __all__ = ["KUZMENKO2009_BLG", "BernalBilayerGraphene", "Graphene", "structure_factor"]
 

@@ -53,10 +53,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._params import read_json
 from .._errors import FormatError, ValidationError
 from ._fit import AbstractTightBinding, _check_k, _scalar_leaf
 from ._linalg import eigvalsh_safe
+from ._params import read_json
 
 __all__ = ["LIU2013", "TMD_PARAMS", "TMD3Band"]
 
