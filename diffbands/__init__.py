@@ -9,7 +9,7 @@
   :mod:`diffbands.theory` (tight-binding models in JAX), :mod:`diffbands.plot` (figures).
 """
 
-from . import energy, hyper, io, perturbation, solvers, synth, theory
+from . import energy, hyper, io, perturbation, preprocess, solvers, synth, theory
 from ._data import BandMap, Bands, FrozenMeta
 from ._errors import (
     AxisError,
@@ -28,12 +28,13 @@ from ._paths import data_dir, data_path
 from ._reconstruct import (
     THEORY_PIPELINE_DEFAULTS,
     Reconstruction,
+    align_theory,
     default_energy,
     make_solver,
     reconstruct,
     reconstruct_from_theory,
 )
-from ._regrid import align_offset, regrid_bands
+from ._regrid import align_offset, align_scale_offset, regrid_bands
 from ._sharding import global_batch, local_results, solve_batch
 from ._uncertainty import BandUncertainty, band_uncertainty, low_confidence
 from ._version import __version__
@@ -59,6 +60,8 @@ __all__ = [
     "ValidationError",
     "__version__",
     "align_offset",
+    "align_scale_offset",
+    "align_theory",
     "band_uncertainty",
     "data_dir",
     "data_path",
@@ -72,6 +75,7 @@ __all__ = [
     "low_confidence",
     "make_solver",
     "perturbation",
+    "preprocess",
     "reconstruct",
     "reconstruct_from_theory",
     "regrid_bands",

@@ -240,7 +240,8 @@ def cmd_reconstruct(args) -> int:
         _save_figure(args.preview, bandmap, {"result": rec.bands, "init": rec.init, **(extra or {})},
                      title=f"{Path(args.data).name}: reconstruction")
     if not args.quiet:
-        print(f"offset applied to the initial bands: {offset:+.3f} eV")
+        print(f"theory aligned to the data: scale {rec.config['scale_applied']:.3f} about its maximum, "
+              f"offset {offset:+.3f} eV")
         if learned.get("shift") is not None:
             print("learned per-band shifts (meV): " + ", ".join(f"{x:+.0f}" for x in learned["shift"]))
         print(rec.summary(truth))
@@ -321,6 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--interp", choices=["linear", "cubic"], default=None, help="intensity interpolation along energy")
     s.add_argument("--exclusion", type=float, default=None, help="strength of the two-bands-one-feature penalty (0: off)")
     s.add_argument("--offset", default=None, help="energy offset added to the theory: 'auto' (fitted, default), 'none' or eV")
+    s.add_argument("--scale", default=None,
+                   help="energy scale of the theory about its maximum: 'auto' (fitted with the offset, default), "
+                        "'none' or a factor")
+    s.add_argument("--shift-search", dest="shift_search", type=float, default=None,
+                   help="range (+- eV) of the per-band shift search after the global alignment (default 0.15)")
     s.add_argument("--perturbation", default=None,
                    help="perturbation of the theory learned before the solve: 'shift' (default), 'shift+scale', "
                         "'shift+scale+hexikes:N' (needs --lattice-a), 'shift+legendre:N' (cuts) or 'none'")

@@ -153,21 +153,22 @@ def test_reconstruct_from_shifted_theory(tmp_path, graphene_file, capsys):
     out = tmp_path / "rec.h5"
     png = tmp_path / "rec.png"
     code, stdout, err = run(["reconstruct", str(graphene_file), "--init", str(theory), "--out", str(out),
-                             "--bands", "1", "--eta", "1.0", "--preview", str(png), "--epochs", "30"], capsys)
+                             "--bands", "1", "--eta", "1.0", "--preview", str(png), "--epochs", "30",
+                             "--perturbation", "shift"], capsys)
     assert code == 0, err
-    assert "RMSE" in stdout and "offset applied" in stdout
+    assert "RMSE" in stdout and "theory aligned to the data" in stdout
     res = io.load_bands(out, "result")
     assert res.n_bands == 1 and res.k_shape == (24, 24)
     with h5py.File(out) as f:
         assert f["bands/result/energies"].shape == (1, 24, 24)
         assert "kx" in f["bands/result/axes"] and "ky" in f["bands/result/axes"]
-    init = io.load_bands(out, "init")
     t = np.asarray(truth.energies[1])
-    rmse_init = np.sqrt(np.mean((np.asarray(init.energies[0]) - t) ** 2))
+    rmse_theory = np.sqrt(np.mean((1.15 * t + 0.2 - t) ** 2))
     rmse_res = np.sqrt(np.mean((np.asarray(res.energies[0]) - t) ** 2))
-    assert rmse_res < rmse_init
+    assert rmse_res < 0.2 * rmse_theory
     cfg = io.read_provenance(out)["config"]
     assert cfg["eta"] == 1.0 and cfg["bands"] == "1"
+    assert cfg["scale_applied"] == pytest.approx(1 / 1.15, abs=0.03)
     assert cfg["perturbation"] == "shift" and len(cfg["learned_perturbation_meV"]["shift"]) == 1
     assert "learned per-band shifts" in stdout
     assert png.exists()
