@@ -75,7 +75,7 @@ def plot_bandmap(
         fig, ax = plt.subplots(figsize=(5.0, 4.2), constrained_layout=True)
         k = np.asarray(bandmap.coords[0])
         ax.pcolormesh(k, e, img.T, cmap="magma", shading="auto", rasterized=True)
-        for (_name, b), (c, ls) in zip(bands.items(), _STYLES):
+        for (name, b), (c, ls) in zip(bands.items(), _STYLES):
             for i in range(b.n_bands):
                 ax.plot(k, np.asarray(b.energies[i]), color=c, ls=ls, lw=0.8, alpha=0.8, label=name if i == 0 else None)
         ax.set_xlabel(f"{bandmap.dims[0]} ({bandmap.units[0]})")
@@ -118,7 +118,7 @@ def plot_bandmap(
         ax.set_xlabel(f"{lab.split(' at ')[0]} ({u})")
         ax.set_ylabel(f"{bandmap.dims[-1]} ({eu})")
         ax.set_title(lab + f" {u}")
-    for (_name, b), (c, ls) in zip(bands.items(), _STYLES):
+    for (name, b), (c, ls) in zip(bands.items(), _STYLES):
         eb = np.asarray(b.energies)
         for i in range(b.n_bands):
             lbl = name if i == 0 else None

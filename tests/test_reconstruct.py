@@ -173,3 +173,15 @@ def test_reconstruct_from_theory_records_its_pipeline_and_uncertainty(problem, t
         db.reconstruct_from_theory(bm, theory, {"etaa": 0.1})
     with pytest.raises(db.ValidationError, match="offset"):
         db.reconstruct_from_theory(bm, theory, {"offset": "sideways", "scale": "none"})
+
+
+def test_figure_legend_names_each_band_set(problem):
+    from diffbands.plot import plot_bandmap
+
+    bm, truth, theory = problem
+    sets = {"truth": truth, "theory": theory.with_energies(np.asarray(truth.energies) + 0.1)}
+    fig = plot_bandmap(bm, sets)
+    labels = set()
+    for ax in fig.axes:
+        labels.update(ax.get_legend_handles_labels()[1])
+    assert labels == {"truth", "theory"}
