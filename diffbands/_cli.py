@@ -327,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "'none' or a factor")
     s.add_argument("--shift-search", dest="shift_search", type=float, default=None,
                    help="range (+- eV) of the per-band shift search after the global alignment (default 0.15)")
+    s.add_argument("--max-shift", dest="max_shift", type=float, default=None,
+                   help="rigid-shift search (+- eV) of the default solver's ICM stage (default 0.5; 0: none)")
     s.add_argument("--perturbation", default=None,
                    help="perturbation of the theory learned before the solve: 'shift' (default), 'shift+scale', "
                         "'shift+scale+hexikes:N' (needs --lattice-a), 'shift+legendre:N' (cuts) or 'none'")

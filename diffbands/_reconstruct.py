@@ -339,15 +339,17 @@ THEORY_PIPELINE_DEFAULTS: dict[str, Any] = {
     "solver": "default",
     "epochs": 150,
     "steps": 500,
+    "max_shift": 0.5,
 }
 
 
-def make_solver(name: str, epochs: int = 150, steps: int = 500) -> AbstractSolver:
-    """A solver by short name: ``default``, ``icm``, ``gradient`` (L-BFGS), ``adam`` or ``chain`` (ChainDP)."""
+def make_solver(name: str, epochs: int = 150, steps: int = 500, max_shift: float = 0.5) -> AbstractSolver:
+    """A solver by short name: ``default``, ``icm``, ``gradient`` (L-BFGS), ``adam`` or ``chain`` (ChainDP).
+    ``max_shift`` (eV) is the rigid-shift search of the ICM stage of ``default``."""
     from . import solvers
 
     table = {
-        "default": lambda: solvers.default_solver(max_epochs=epochs, max_steps=steps),
+        "default": lambda: solvers.default_solver(max_epochs=epochs, max_steps=steps, max_shift=max_shift),
         "icm": lambda: solvers.CheckerboardICM(max_epochs=epochs, ignore_unsupported=True),
         "gradient": lambda: solvers.GradientMAP("lbfgs", max_steps=steps),
         "adam": lambda: solvers.GradientMAP("adam", max_steps=steps),
@@ -435,6 +437,14 @@ def reconstruct_from_theory(
     init, offset, scale = align_theory(bandmap, theory, cfg["offset"], cfg["scale"])
     cfg["offset_applied"] = offset
     cfg["scale_applied"] = scale
+    # a band of a poor theory can land entirely outside the measured window: start it at the window's edge
+    # (the data then decide) and say so in the result, rather than refusing the whole reconstruction
+    e = np.asarray(init.energies)
+    lo, hi = float(bandmap.energy[0]), float(bandmap.energy[-1])
+    outside = [i for i in range(e.shape[0]) if e[i].min() > hi or e[i].max() < lo]
+    if outside:
+        init = init.with_energies(np.clip(e, lo, hi))
+    cfg["bands_started_at_window_edge"] = outside
     # learn dE (at least one rigid shift per band) with the bands tied to theory + dE; the result is both the
     # start of the solve and the centre of the theory prior
     lattice_a = None if cfg["lattice_a"] is None else float(cfg["lattice_a"])
@@ -445,5 +455,5 @@ def reconstruct_from_theory(
     sigma = None if sigma in (None, "none", 0, 0.0) else float(sigma)
     energy = default_energy(bandmap, init, eta=float(cfg["eta"]), sigma=sigma, interp=cfg["interp"],
                             exclusion=float(cfg["exclusion"]))
-    solver = make_solver(str(cfg["solver"]), int(cfg["epochs"]), int(cfg["steps"]))
+    solver = make_solver(str(cfg["solver"]), int(cfg["epochs"]), int(cfg["steps"]), float(cfg["max_shift"]))
     return reconstruct(energy, init, solver, config={**dict(record or {}), **cfg}, uncertainty=uncertainty)

@@ -185,3 +185,13 @@ def test_figure_legend_names_each_band_set(problem):
     for ax in fig.axes:
         labels.update(ax.get_legend_handles_labels()[1])
     assert labels == {"truth", "theory"}
+
+
+def test_reconstruct_from_theory_starts_bands_outside_the_window_at_its_edge(problem):
+    bm, truth, _ = problem
+    far = truth.with_energies(np.asarray(truth.energies) + 30.0)  # a theory band far above the measured window
+    rec = db.reconstruct_from_theory(bm, far, {"offset": "none", "scale": "none", "eta": 0.5, "epochs": 5,
+                                               "steps": 20}, uncertainty=None)
+    assert dict(rec.config)["bands_started_at_window_edge"] == [0]
+    assert np.all(np.isfinite(np.asarray(rec.bands.energies)))
+    assert float(np.max(rec.init.energies)) <= float(bm.energy[-1])
