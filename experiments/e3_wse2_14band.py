@@ -124,11 +124,12 @@ def run(config: dict, ctx) -> dict:
                                  "method": LABELS[name], "rmse_meV": round(float(per_band[b]), 2)})
                 ctx.log(f"{key:28s} {LABELS[name]:32s} mean {per_band.mean():6.1f} max {per_band.max():6.1f} meV"
                         f"  ({seconds:.0f} s)")
-                if counts == config["counts"][-1]:
-                    arrays.setdefault(iname, {})[name] = bands.astype(np.float32)
+                if counts == config["counts"][-1]:  # the figure's cut at ky = 0 (the full sets are 13 MB each)
+                    arrays.setdefault(iname, {})[name] = bands[:, :, bandmap.shape[1] // 2].astype(np.float32)
             cases[key] = entry
-    # the figure needs one energy slice, the truth and each solution at the last count level
-    ctx.save_arrays(extra={"solutions": arrays, "truth": np.asarray(truth.energies, np.float32),
+    # the figure needs one cut (ky = 0) of the data, the truth and each solution at the last count level
+    j = bandmap.shape[1] // 2
+    ctx.save_arrays(extra={"solutions_ky0": arrays, "truth_ky0": np.asarray(truth.energies, np.float32)[:, :, j],
                            "kx": kx, "ky": ky, "energy": np.asarray(bandmap.energy), "bz_mask": mask,
                            "slice_ky0": np.asarray(bandmap.intensity[:, bandmap.shape[1] // 2, :], np.float32)})
     return {"cases": cases, "table": rows, "labels": LABELS}

@@ -35,16 +35,15 @@ def make(record, arrays):
     # (a) the cut at ky = 0 with the truth and the solutions from the first theory
     kx, energy = np.asarray(arrays["kx"]), np.asarray(arrays["energy"])
     data = np.asarray(arrays["slice_ky0"])
-    j = len(np.asarray(arrays["ky"])) // 2
     ax0.pcolormesh(kx, energy, data.T, cmap="Greys", shading="auto", rasterized=True,
                    vmax=np.quantile(data, 0.995))
-    truth = np.asarray(arrays["truth"])[:, :, j]
+    truth = np.asarray(arrays["truth_ky0"])
     for b in range(truth.shape[0]):
         ax0.plot(kx, truth[b], color="k", lw=0.6, ls=":", label="truth" if b == 0 else None)
-    sols = arrays["solutions"][first_init]
+    sols = arrays["solutions_ky0"][first_init]
     for name in ("icm", "default"):
         if name in sols:
-            bands = np.asarray(sols[name])[:, :, j]
+            bands = np.asarray(sols[name])
             st = STYLE[name]
             for b in range(bands.shape[0]):
                 ax0.plot(kx, bands[b], color=st["color"], lw=0.7, label=labels[name] if b == 0 else None)

@@ -47,6 +47,23 @@ def table(rows: list[dict]) -> str:
     return _markdown(keys, [[r.get(k) for k in keys] for r in rows])
 
 
+def _mean_summary(res: dict) -> list[dict]:
+    """One row per case with each method's ``mean (max)`` RMSE, for results whose cases carry
+    ``mean_rmse_meV`` per method (E3); empty otherwise."""
+    cases = res.get("cases") or {}
+    labels = res.get("labels") or {}
+    rows = []
+    for key, case in cases.items():
+        methods = case.get("methods") or {}
+        if not methods or not all("mean_rmse_meV" in m for m in methods.values()):
+            return []
+        row = {"case": key}
+        for name, m in methods.items():
+            row[labels.get(name, name)] = f"{m['mean_rmse_meV']:.1f} ({m['max_rmse_meV']:.0f})"
+        rows.append(row)
+    return rows
+
+
 def main(argv=None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default=str(ROOT / "experiments" / "results"))
@@ -59,6 +76,9 @@ def main(argv=None) -> Path:
         rec = json.loads(path.read_text())
         res = rec.get("results") or {}
         tables = dict(res.get("tables") or {})
+        summary = _mean_summary(res)
+        if summary:
+            tables = {"mean (max) RMSE over the bands": summary, **tables}
         if res.get("table"):
             tables = {"": res["table"], **tables}
         if not tables:
