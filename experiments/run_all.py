@@ -4,7 +4,8 @@
 
 Each experiment runs in its own Python process (clean memory, and one failure does not hide the others'
 results). Experiments are ``experiments/eN_*.py`` (found by name, so a new one needs no change here), figures
-``paper_figures/fig_eN.py`` (run when ``results/eN.json`` exists), then ``paper_figures/readme_table.py``.
+``paper_figures/fig_eN.py`` (run when ``results/eN.json`` exists), then ``paper_figures/readme_table.py`` (which
+fills the README's generated tables when the results are the committed ones).
 The timings go to ``<results>/run_all.json``; the exit status is non-zero if any step failed.
 """
 
@@ -59,14 +60,19 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             rc, wall = _run([sys.executable, str(script), "--results", str(results), *out])
             steps.append({"step": f"figure {name}", "returncode": rc, "wall_time_s": wall})
-        rc, wall = _run([sys.executable, str(FIGURES / "readme_table.py"), "--results", str(results)])
-        steps.append({"step": "README table", "returncode": rc, "wall_time_s": wall})
     total = time.perf_counter() - t_start
     record = {"created": utc_now(), "command": " ".join(sys.argv), "versions": package_versions(),
-              "machine": host_info(), "steps": steps, "total_wall_time_s": total,
+              "machine": host_info(), "steps": steps, "total_wall_time_s": total, "only": args.only,
               "failed": [s["step"] for s in steps if s["returncode"] != 0]}
     results.mkdir(parents=True, exist_ok=True)
     (results / "run_all.json").write_text(json.dumps(record, indent=1) + "\n")
+    if not args.no_figures:  # after run_all.json, so that the table states the whole run's time
+        table = [sys.executable, str(FIGURES / "readme_table.py"), "--results", str(results)]
+        if results.resolve() == RESULTS_DIR.resolve():  # the committed results fill the README's tables
+            table += ["--readme", str(ROOT / "README.md")]
+        rc, _ = _run(table)
+        if rc != 0:
+            record["failed"].append("README table")
     for s in steps:
         print(f"{s['step']:20s} {s['wall_time_s']:8.1f} s  {'ok' if s['returncode'] == 0 else 'FAILED'}")
     print(f"total {total:.1f} s ({total / 60:.1f} min)")
