@@ -1,6 +1,7 @@
 """Preprocessing of measured band maps, in JAX: angle-to-momentum conversion, Fermi-edge fit and binding
-energies, cropping, binning, Gaussian smoothing, mirror / n-fold rotational symmetrisation."""
+energies, cropping, binning, Gaussian smoothing, mirror / n-fold rotational symmetrisation, multidimensional CLAHE contrast normalisation."""
 
+from ._clahe import mclahe
 from ._convert import K_FACTOR, angle_to_momentum, kinetic_energy
 from ._fermi import FermiEdge, fermi_edge_model, fit_fermi_edge, to_binding_energy
 from ._ops import bin, crop, gaussian_smooth
@@ -17,6 +18,7 @@ __all__ = [
     "fit_fermi_edge",
     "gaussian_smooth",
     "kinetic_energy",
+    "mclahe",
     "rotation_similarity",
     "symmetrise_mirror",
     "symmetrise_rotation",
