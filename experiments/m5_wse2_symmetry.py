@@ -126,6 +126,12 @@ def run(config: dict, ctx) -> dict:
     ctx.log(f"slice centres: raw {consistency['raw']}, MCLAHE {consistency['mclahe']}")
 
     m = res_map["mclahe"]
+    # the images and profiles the figure shows: an HDF5 file beside the JSON (via diffbands.io.save)
+    f32 = {"map_raw": raw / raw.max(), "map_mclahe": eq, "map_sym": m["_sym"], "map_profile": m["_profile"],
+           "map_profile_raw": res_map["raw"]["_profile"], "slices_raw": stack, "slices_mclahe": eq3,
+           "slices_sym": np.stack([r["_sym"] for r in res_sl["mclahe"]], -1)}  # fmt: skip
+    ctx.save_arrays(extra={"map_x": x, "map_y": y, "phi_deg": m["_phi_deg"], "slices_x": xs, "slices_y": ys,
+                           **{k: np.asarray(v, np.float32) for k, v in f32.items()}})  # fmt: skip
     return {
         "map": {k: _public(v) for k, v in res_map.items()},
         "slices": {k: [_public(r) for r in v] for k, v in res_sl.items()},
@@ -137,19 +143,6 @@ def run(config: dict, ctx) -> dict:
                                                          if n in m["order_scores"])),
             "largest_symmetric_order_is_6": m["largest_positive_order"] == 6,
         },
-        "arrays": {
-            "map_x": x.tolist(), "map_y": y.tolist(),
-            "map_raw": np.round(raw / raw.max(), 4).tolist(),
-            "map_mclahe": np.round(eq, 4).tolist(),
-            "map_sym": np.round(res_map["mclahe"]["_sym"], 4).tolist(),
-            "map_profile": np.round(m["_profile"], 4).tolist(),
-            "map_profile_raw": np.round(res_map["raw"]["_profile"], 4).tolist(),
-            "phi_deg": m["_phi_deg"].tolist(),
-            "slices_x": xs.tolist(), "slices_y": ys.tolist(),
-            "slices_raw": np.round(stack, 4).tolist(),
-            "slices_mclahe": np.round(eq3, 4).tolist(),
-            "slices_sym": np.round(np.stack([r["_sym"] for r in res_sl["mclahe"]], -1), 4).tolist(),
-        },  # fmt: skip
     }
 
 

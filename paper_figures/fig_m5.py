@@ -1,7 +1,7 @@
 """Figure M5: WSe2 constant-energy images. Top: the 512 x 512 momentum map, raw, after MCLAHE (with the rotation
 centre and the six mirror lines found), 6-fold + mirror symmetrised, and the angular correlation C(phi) with the
 order scores S_n. Below: the four constant-energy slices after MCLAHE with their centres, and symmetrised.
-Reads only experiments/results/m5.json.
+Reads only experiments/results/m5.json and the arrays it names (m5.h5).
 
     python paper_figures/fig_m5.py [--results DIR] [--out DIR]
 """
@@ -9,7 +9,6 @@ Reads only experiments/results/m5.json.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from _style import load
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,10 +44,9 @@ def _marks(ax, res, radius, n=6, lines=True):
     ax.plot(c[0] + radius * np.cos(t), c[1] + radius * np.sin(t), color="w", lw=0.5, alpha=0.5)
 
 
-def make(record):
+def make(record, a):
     r = record["results"]
     cfg = record["config"]
-    a = r["arrays"]
     x, y = np.asarray(a["map_x"]), np.asarray(a["map_y"])
     fig = plt.figure(figsize=(14, 10.5))
     gs = fig.add_gridspec(3, 4, hspace=0.45, wspace=0.38, bottom=0.09, top=0.9)
@@ -113,8 +112,8 @@ def main(argv=None):
     p.add_argument("--results", default=str(ROOT / "experiments" / "results"))
     p.add_argument("--out", default=str(ROOT / "paper_figures" / "figures"))
     args = p.parse_args(argv)
-    record = json.loads((Path(args.results) / "m5.json").read_text())
-    fig = make(record)
+    record, arrays = load("m5", args.results)
+    fig = make(record, arrays)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "pdf"):
