@@ -201,3 +201,39 @@ def test_symmetrise_mirror():
     out = np.asarray(symmetrise_mirror(bm, "k", 0.0).intensity)
     assert np.allclose(out, out[::-1], atol=1e-6)
     assert abs(out[np.argmin(np.abs(x + 0.3)), 0] - 0.5) < 1e-3
+
+
+def test_angular_similarity_profile_and_mirror_axis():
+    from diffbands.preprocess import find_mirror_axis, mirror_similarity, rotation_profile, symmetrise_mirror_line
+
+    x, img = _hex_image(0.1, -0.05)
+    c = np.array([0.1, -0.05])
+    # C(phi): maxima at multiples of 60 degrees, and with the azimuthal mean removed the round centre blob does
+    # not make 45 degrees look symmetric (the plain correlation does)
+    phi = np.deg2rad(np.arange(0, 361, 15.0))
+    prof = np.asarray(rotation_profile(img, x, x, c, phi, radius=0.8))
+    at = {int(round(p)): v for p, v in zip(np.rad2deg(phi), prof)}
+    assert min(at[60], at[120], at[180]) > 0.9 and max(at[30], at[45], at[90]) < 0.2
+    assert float(rotation_similarity(img, x, x, c, 8)) > float(rotation_similarity(img, x, x, c, 8, radial=True)) + 0.3
+    # the spots sit at 0.3 rad + k 60 deg: mirror lines at 0.3 + k 30 deg
+    alpha, s = find_mirror_axis(img, c, x=x, y=x, radial=True, radius=0.8)
+    off = (float(alpha) - 0.3) % (np.pi / 6)
+    assert min(off, np.pi / 6 - off) < np.deg2rad(1.0) and float(s) > 0.95
+    assert float(mirror_similarity(img, x, x, c, 0.3 + np.pi / 12, radial=True, radius=0.8)) < float(s) - 0.5
+    # symmetrising about a line makes the image mirror symmetric about it (2-D BandMap in, 2-D out)
+    rng = np.random.default_rng(2)
+    noisy = img + 0.1 * rng.standard_normal(img.shape)
+    bm = BandMap(noisy, [x, x], dims=("kx", "ky"), allow_negative=True)
+    sym = symmetrise_mirror_line(bm, centre=c, angle=0.3)
+    assert sym.shape == bm.shape
+    before = float(mirror_similarity(noisy, x, x, c, 0.3, radius=0.5))
+    after = float(mirror_similarity(np.asarray(sym.intensity), x, x, c, 0.3, radius=0.5))
+    assert after > 0.97 and after > before + 0.05, (before, after)
+    rot = symmetrise_rotation(bm, 6, centre=c)  # 2-D maps are accepted too
+    assert float(rotation_similarity(np.asarray(rot.intensity), x, x, c, 6, radius=0.5)) > 0.99
+    with pytest.raises(ValidationError, match="radius"):
+        rotation_profile(img, x, x, c, phi, radius=-1.0)
+    with pytest.raises(ValidationError, match="centre"):
+        symmetrise_mirror_line(bm, centre=(0.0, 0.0, 0.0))
+    with pytest.raises(ValidationError, match="angle"):
+        symmetrise_mirror_line(bm, centre=c, angle=float("nan"))
