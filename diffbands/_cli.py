@@ -137,14 +137,27 @@ def cmd_show(args) -> int:
 
     require_matplotlib()
     out = _check_out(args.out, args.force)
+    from .plot import UNCERTAINTY_SET
+
     bandmap = io.read(args.file)  # any supported format, detected from the content
-    bands = io.load_all_bands(args.file) if io.detect_format(args.file) in io.LAYOUTS else {}
+    bands, low = {}, None
+    if io.detect_format(args.file) in io.LAYOUTS:
+        contents = io.load(args.file)
+        bands = dict(contents.bands)
+        low = contents.extra.get("low_confidence")  # written by Reconstruction.save beside "uncertainty"
     if args.bands:
         missing = [n for n in args.bands if n not in bands]
         if missing:
             raise ValidationError("--bands", f"no band set(s) {missing} in {args.file}; it has {sorted(bands)}")
-        bands = {n: bands[n] for n in args.bands}
-    _save_figure(out, bandmap, bands, title=args.title or Path(args.file).name, energy=args.energy, dpi=args.dpi)
+        keep = list(args.bands) + ([UNCERTAINTY_SET] if "result" in args.bands and UNCERTAINTY_SET in bands else [])
+        bands = {n: bands[n] for n in keep}
+    if not 0 <= args.sigma <= 3:
+        raise ValidationError("--sigma", f"must be 0 (off), 1, 2 or 3, got {args.sigma}")
+    uncertainty = bands.pop(UNCERTAINTY_SET, None)
+    if "result" not in bands or args.sigma == 0:
+        uncertainty = low = None
+    _save_figure(out, bandmap, bands, title=args.title or Path(args.file).name, energy=args.energy, dpi=args.dpi,
+                 uncertainty=uncertainty, low_confidence=low, sigma_levels=tuple(range(1, args.sigma + 1)) or (1,))
     if not args.quiet:
         print(f"wrote {out}")
     return 0
@@ -238,7 +251,8 @@ def cmd_reconstruct(args) -> int:
     bar.close()
     if args.preview:
         _save_figure(args.preview, bandmap, {"result": rec.bands, "init": rec.init, **(extra or {})},
-                     title=f"{Path(args.data).name}: reconstruction")
+                     title=f"{Path(args.data).name}: reconstruction", uncertainty=rec.uncertainty,
+                     low_confidence=rec.low_confidence)
     if not args.quiet:
         print(f"theory aligned to the data: scale {rec.config['scale_applied']:.3f} about its maximum, "
               f"offset {offset:+.3f} eV")
@@ -249,12 +263,17 @@ def cmd_reconstruct(args) -> int:
     return 0
 
 
-def _save_figure(path, bandmap, bands, title=None, energy=None, dpi=150):
+def _save_figure(path, bandmap, bands, title=None, energy=None, dpi=150, *, uncertainty=None, low_confidence=None,
+                 sigma_levels=(1,)):
+    """Write :func:`~diffbands.plot.plot_bandmap` to ``path`` atomically; ``uncertainty`` (1-sigma Bands) and
+    ``low_confidence`` belong to the set ``"result"``."""
     from .plot import plot_bandmap, require_matplotlib
 
     plt = require_matplotlib()
     out = Path(path)
-    fig = plot_bandmap(bandmap, bands, energy=energy, title=title)
+    fig = plot_bandmap(bandmap, bands, energy=energy, title=title, sigma_levels=sigma_levels,
+                       uncertainty=None if uncertainty is None else {"result": uncertainty},
+                       low_confidence=None if low_confidence is None else {"result": low_confidence})
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}{out.suffix}")
     try:
         fig.savefig(tmp, dpi=dpi)
@@ -307,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bands", nargs="*", default=None, help="band sets to overlay (default: all in the file)")
     s.add_argument("--title", default=None)
     s.add_argument("--dpi", type=int, default=150)
+    s.add_argument("--sigma", type=int, default=1, metavar="N",
+                   help="shade the result's Laplace uncertainty (saved by reconstruct) out to +-1..N sigma (0: off)")
     s.add_argument("--force", action="store_true", help="overwrite an existing output file")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_show)

@@ -100,7 +100,8 @@ def run_demo(out_dir: Path, *, nk: int = 128, ne: int = 470, seed: int = 0, coun
     from ._cli import _save_figure
 
     _save_figure(out_dir / "demo.png", bandmap, {"truth": truth, "result": rec.bands, "init": init},
-                 title=f"diffbands demo: WSe2-like, {nk}x{nk}x{ne}, {counts:g} counts")
+                 title=f"diffbands demo: WSe2-like, {nk}x{nk}x{ne}, {counts:g} counts",
+                 uncertainty=rec.uncertainty, low_confidence=rec.low_confidence)
     t = stage(4, t)
     bar.close()
     summary = {

@@ -138,7 +138,18 @@ def reconstruct(
     config: Mapping[str, Any] | None = None,
     uncertainty: str | None = "local",
 ) -> Reconstruction:
-    """Find the MAP band energies ``argmin_E U(E)`` of ``energy`` starting from ``init``.
+    r"""Find the MAP band energies of ``energy`` starting from ``init``.
+
+    The energy is a negative log posterior over the band energies :math:`E_b(k)`, shape ``(n_bands, *k)``,
+    a sum of terms (each a negative log likelihood or prior, so adding terms multiplies densities):
+
+    .. math::  U(E) = -\log p(E \mid I) + \mathrm{const} = \sum_t w_t U_t(E), \qquad
+               \hat E = \operatorname{argmin}_E U(E),
+
+    a local minimum reached by ``solver`` from ``init``. With ``uncertainty`` set, the posterior is
+    approximated by a Gaussian at :math:`\hat E` (Laplace) and the result carries
+    :math:`\sigma_b(k) = \sqrt{(H^{-1})_{bk,bk}}`, :math:`H = \nabla^2 U(\hat E)` (with the positive part
+    of the data curvature and a window prior; see :mod:`diffbands._uncertainty`).
 
     Args:
         energy: the negative log posterior, a sum of energy terms (see :mod:`diffbands.energy` and
@@ -405,7 +416,16 @@ def reconstruct_from_theory(
     record: Mapping[str, Any] | None = None,
     uncertainty: str | None = "local",
 ) -> Reconstruction:
-    """The whole theory-initialised pipeline (what ``diffbands reconstruct --init THEORY`` runs).
+    r"""The whole theory-initialised pipeline (what ``diffbands reconstruct --init THEORY`` runs).
+
+    In one line: with :math:`T'_b = t + \lambda (T_b - t) + o` the theory aligned to the data (:math:`t` its
+    maximum) and :math:`\delta E` an optional learned perturbation, it returns
+
+    .. math::  \hat E = \operatorname{argmin}_E\, -\sum_{b,k} \log \tilde I(k, E_b(k))
+               + \sum_b \sum_{\langle k,k'\rangle} \frac{(E_b(k) - E_b(k'))^2}{2\eta^2}
+               + \sum_{b,k} \frac{(E_b(k) - T'_b(k) - \delta E_b(k))^2}{2\sigma^2} + U_\mathrm{excl}(E),
+
+    started from :math:`T' + \delta E`, in these steps:
 
     1. ``theory`` is regridded onto the data's momenta when needed, then placed on the data's energy scale
        by one global ``scale`` (about its maximum) and ``offset`` (:func:`align_theory`; ``"auto"``: fitted

@@ -38,7 +38,14 @@ __all__ = [
 
 
 class AbstractTerm(eqx.Module):
-    """``U(E) -> scalar`` for band energies ``E`` of shape ``(n_bands, *k_shape)``."""
+    r"""``U(E) -> scalar`` for band energies ``E`` of shape ``(n_bands, *k_shape)``.
+
+    A term is a negative log density up to a constant, :math:`U_t(E) = -\log p_t(E) + c`, so a sum of terms
+    is the negative log of the product of densities (likelihood times priors), and ``w * term`` tempers it
+    (:math:`p_t^w`). Subclasses hold their data and parameters as fields (PyTree leaves: ``jax.grad``,
+    ``jit`` and ``vmap`` see them) and implement ``__call__`` with ``jax.numpy`` (no Python loop over
+    ``k``). See ``experiments/tutorials/t1_new_prior.py`` for a worked example.
+    """
 
     @abc.abstractmethod
     def __call__(self, bands: jax.Array) -> jax.Array:

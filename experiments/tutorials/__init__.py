@@ -1,0 +1,1 @@
+"""Runnable tutorials (see README.md here); each is ``python -m experiments.tutorials.tN_...``."""
