@@ -110,7 +110,8 @@ def fill_readme(readme: Path, parts: dict[str, str]) -> None:
         pattern = re.compile(rf"(<!-- results:{key} -->).*?(<!-- /results:{key} -->)", re.S)
         if not pattern.search(text):
             raise SystemExit(f"{readme}: <!-- results:{key} --> has no closing <!-- /results:{key} -->")
-        text = pattern.sub(lambda m: f"{m.group(1)}\n{GENERATED}\n\n{parts[key]}\n{m.group(2)}", text)
+        body = parts[key]
+        text = pattern.sub(lambda m, body=body: f"{m.group(1)}\n{GENERATED}\n\n{body}\n{m.group(2)}", text)
     readme.write_text(text)
 
 
