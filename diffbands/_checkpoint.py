@@ -34,7 +34,7 @@ from ._errors import DataFileError, DiffbandsError
 from .solvers import SolveResult
 from .solvers._chunked import SolveProgress
 
-__all__ = ["Checkpoint", "CheckpointError", "environment", "STAGES"]
+__all__ = ["Checkpoint", "CheckpointError", "checkpoint_position", "environment", "STAGES"]
 
 KIND = "diffbands-checkpoint"
 STAGES = ("aligned", "perturbed", "solve", "solved")
@@ -154,6 +154,21 @@ class Checkpoint:
     def remove(self) -> None:
         """Delete the file (after the run's output is safely written)."""
         self.path.unlink(missing_ok=True)
+
+
+def checkpoint_position(path: str | os.PathLike) -> str | None:
+    """Where the run saved in ``path`` stands (e.g. ``"stage 'solve', solver stage 1 of 2 (CheckerboardICM),
+    step 40 of at most 150"``), or ``None`` if it is not a readable checkpoint."""
+    from .io import load
+
+    try:
+        info = load(path).results.get("checkpoint")
+        meta = info.get("progress")
+        p = None if meta is None else SolveProgress(int(meta["stage"]), int(meta["n_stages"]), str(meta["name"]),
+                                                       int(meta["step"]), int(meta["max_steps"]))
+        return _describe(str(info["stage"]), p)
+    except (DiffbandsError, AttributeError, KeyError, TypeError, ValueError):
+        return None
 
 
 def _get(d: Any, dotted: str) -> Any:

@@ -167,7 +167,7 @@ def reconstruct(
             chunk. A path must not exist unless ``resume``.
         resume: continue from ``checkpoint`` (which must exist and come from the same energy, initial bands,
             solver and environment, else :class:`~diffbands._checkpoint.CheckpointError`).
-        log: receives one-line progress messages (resuming, interruption).
+        log: receives one-line progress messages (resuming).
 
     Without a checkpoint all bands are solved in one compiled call. The result records per-term energies,
     the trace, steps, convergence, wall time, the config and ``input_hash["init"]`` (sha256 of the initial
@@ -250,13 +250,8 @@ def _solve_checkpointed(ckpt: Checkpoint, solver, energy, init: Bands, grid, eve
     def on_progress(p):
         ckpt.write("solve", settings=saved_settings, init=init, progress=p)
 
-    try:
-        res = solve_chunked(solver, energy, init.energies, grid, every=every, resume=resume, on_progress=on_progress)
-        res = jax.block_until_ready(res)
-    except KeyboardInterrupt:
-        ckpt.log(f"interrupted; the last checkpoint ({ckpt.where}) is {ckpt.path}")
-        raise
-    return res
+    # a KeyboardInterrupt passes through: the file then holds the last complete chunk (writes are atomic)
+    return solve_chunked(solver, energy, init.energies, grid, every=every, resume=resume, on_progress=on_progress)
 
 
 def default_energy(
@@ -496,8 +491,7 @@ def reconstruct_from_theory(
     backend), else :class:`~diffbands._checkpoint.CheckpointError` says what differs. On CPU the resumed
     result is bit-identical to an uninterrupted one (chunked and one-call solves agree bit for bit). A
     ``KeyboardInterrupt`` (Ctrl-C) leaves the last complete checkpoint in place. The file is left in place
-    at the end (delete it once the result is saved). ``log`` receives one-line messages (resuming,
-    interruption).
+    at the end (delete it once the result is saved). ``log`` receives one-line messages (resuming).
     """
     from ._regrid import regrid_bands
 
