@@ -162,7 +162,7 @@ def checkpoint_position(path: str | os.PathLike) -> str | None:
     from .io import load
 
     try:
-        info = load(path).results.get("checkpoint")
+        info: dict[str, Any] = load(path).results["checkpoint"]
         meta = info.get("progress")
         p = None if meta is None else SolveProgress(int(meta["stage"]), int(meta["n_stages"]), str(meta["name"]),
                                                        int(meta["step"]), int(meta["max_steps"]))

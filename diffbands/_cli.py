@@ -239,6 +239,12 @@ def cmd_reconstruct(args) -> int:
         bar.close()
         _report_interrupt(args, ckpt)
         return EXIT_INTERRUPTED
+    except DiffbandsError:
+        # bad input or settings found during the run: a resume would fail the same way, so the checkpoint
+        # would only stand in the way of the corrected command
+        if not args.resume:
+            ckpt.unlink(missing_ok=True)
+        raise
     offset = rec.config["offset_applied"]
     learned = rec.config["learned_perturbation_meV"]
     bar.update(1)
