@@ -18,6 +18,7 @@ from ._errors import DiffbandsError, ValidationError
 from ._reconstruct import THEORY_PIPELINE_DEFAULTS
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 def _stage_bar(stages: list[str], disable: bool | None = None):
@@ -218,6 +219,7 @@ def cmd_reconstruct(args) -> int:
     out = _check_out(args.out, args.force)
     if args.preview:
         _check_out(args.preview, args.force)
+    ckpt = _checkpoint_path(args, out)
     cfg = {**RECONSTRUCT_DEFAULTS, **_load_config(args.config)}
     for key in RECONSTRUCT_DEFAULTS:
         val = getattr(args, key, None)
@@ -238,15 +240,31 @@ def cmd_reconstruct(args) -> int:
         truth = None
     bar.update(1)
     bar.set_description(f"solving {theory.n_bands} bands")
-    rec = reconstruct_from_theory(bandmap, theory, cfg, record={
-        "command": "reconstruct", "data": str(args.data), "init": str(args.init), "init_name": args.init_name,
-        "bands": args.bands})
+    if args.checkpoint_every < 1:
+        raise ValidationError("--checkpoint-every", f"must be a positive number of steps, got {args.checkpoint_every}")
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(f"diffbands: {msg}", file=sys.stderr, flush=True))
+    try:
+        rec = reconstruct_from_theory(bandmap, theory, cfg, record={
+            "command": "reconstruct", "data": str(args.data), "init": str(args.init), "init_name": args.init_name,
+            "bands": args.bands}, checkpoint=ckpt, resume=args.resume, checkpoint_every=args.checkpoint_every,
+            log=log)
+    except KeyboardInterrupt:
+        bar.close()
+        _report_interrupt(args, ckpt)
+        return EXIT_INTERRUPTED
+    except DiffbandsError:
+        # bad input or settings found during the run: a resume would fail the same way, so the checkpoint
+        # would only stand in the way of the corrected command
+        if not args.resume:
+            ckpt.unlink(missing_ok=True)
+        raise
     offset = rec.config["offset_applied"]
     learned = rec.config["learned_perturbation_meV"]
     bar.update(1)
     bar.set_description("writing")
     extra = {"truth": truth} if truth is not None else None
     rec.save(out, bandmap=bandmap if args.with_data else None, extra_bands=extra, overwrite=args.force)
+    ckpt.unlink(missing_ok=True)  # the result is safely written: the checkpoint has served its purpose
     bar.update(1)
     bar.close()
     if args.preview:
@@ -261,6 +279,40 @@ def cmd_reconstruct(args) -> int:
         print(rec.summary(truth))
         print(f"wrote {out}" + (f" and {args.preview}" if args.preview else ""))
     return 0
+
+
+def _checkpoint_path(args, out: Path) -> Path:
+    """``--checkpoint`` (default ``<out stem>.checkpoint.h5`` beside ``--out``), checked against ``--resume``
+    and ``--force``: a leftover checkpoint needs one of them (``--force`` deletes it and starts over)."""
+    ckpt = Path(args.checkpoint) if args.checkpoint else out.with_name(f"{out.stem}.checkpoint.h5")
+    if ckpt.resolve() == out.resolve():
+        raise ValidationError("--checkpoint", f"must differ from --out ({out})")
+    if args.resume:
+        if not ckpt.is_file():
+            raise DiffbandsError(f"--resume: no checkpoint at {ckpt} (give its path with --checkpoint)")
+    elif ckpt.exists():
+        if not args.force:
+            raise DiffbandsError(f"checkpoint {ckpt} exists (an interrupted run?); pass --resume to continue it "
+                                 "or --force to start over")
+        ckpt.unlink()
+    return ckpt
+
+
+def _report_interrupt(args, ckpt: Path) -> None:
+    """Ctrl-C during a reconstruction: say where the last complete checkpoint is and how to resume."""
+    import shlex
+
+    from ._checkpoint import checkpoint_position
+
+    where = checkpoint_position(ckpt) if ckpt.is_file() else None
+    if where is None:
+        print("diffbands: interrupted before the first checkpoint was written; nothing to resume", file=sys.stderr)
+        return
+    argv = [a for a in getattr(args, "argv", None) or ["reconstruct"] if a != "--force"]
+    if "--resume" not in argv:
+        argv.append("--resume")
+    print(f"diffbands: interrupted; the last complete checkpoint ({where}) is {ckpt}\n"
+          f"diffbands: resume with: diffbands {shlex.join(argv)}", file=sys.stderr, flush=True)
 
 
 def _save_figure(path, bandmap, bands, title=None, energy=None, dpi=150, *, uncertainty=None, low_confidence=None,
@@ -360,6 +412,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=None, help="gradient steps (default 500)")
     s.add_argument("--config", default=None, help="TOML file with any of the options above (command line wins)")
     s.add_argument("--preview", default=None, help="also write a figure (PNG) of the result")
+    s.add_argument("--checkpoint", default=None,
+                   help="checkpoint file, rewritten atomically after each stage and every --checkpoint-every "
+                        "solver steps (default: <out stem>.checkpoint.h5 beside --out; deleted once --out is written)")
+    s.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=10,
+                   help="solver steps (ICM epochs, optimiser steps) between checkpoints (default 10)")
+    s.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its checkpoint (same data, theory and settings)")
     s.add_argument("--with-data", action="store_true", help="store the band map in the output file too")
     s.add_argument("--force", action="store_true", help="overwrite existing output files")
     s.add_argument("-q", "--quiet", action="store_true")
@@ -380,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.func(args) or 0)
     except DiffbandsError as err:
@@ -391,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:
         print("diffbands: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import equinox as eqx
 import jax
@@ -22,6 +23,9 @@ from .energy import (
     flatten_terms,
 )
 from .solvers import AbstractSolver, SolveResult, default_solver, solve
+
+if TYPE_CHECKING:
+    from ._checkpoint import Checkpoint
 
 __all__ = ["Reconstruction", "reconstruct", "default_energy", "describe"]
 
@@ -137,6 +141,10 @@ def reconstruct(
     grid=None,
     config: Mapping[str, Any] | None = None,
     uncertainty: str | None = "local",
+    checkpoint: Checkpoint | str | os.PathLike | None = None,
+    resume: bool = False,
+    checkpoint_every: int = 10,
+    log: Callable[[str], None] | None = None,
 ) -> Reconstruction:
     r"""Find the MAP band energies of ``energy`` starting from ``init``.
 
@@ -164,23 +172,48 @@ def reconstruct(
             ``"local"`` (default, cheap: ``1/sqrt(H_kk)`` with the neighbour terms, a lower bound),
             ``"probe"`` (diagonal of ``H^-1`` by probing + CG; ``n_bands x 64`` solves on a 2-D grid),
             ``"exact"`` (small problems), or ``None``.
+        checkpoint: a checkpoint file (path) or a :class:`~diffbands._checkpoint.Checkpoint`: the solve
+            then runs in compiled chunks of ``checkpoint_every`` steps (:func:`~diffbands.solvers.solve_chunked`,
+            bit-identical to the one-call solve on CPU) and the file is rewritten atomically after each
+            chunk. A path must not exist unless ``resume``.
+        resume: continue from ``checkpoint`` (which must exist and come from the same energy, initial bands,
+            solver and environment, else :class:`~diffbands._checkpoint.CheckpointError`).
+        log: receives one-line progress messages (resuming).
 
-    All bands are solved in one compiled call. The result records per-term energies, the trace, steps,
-    convergence, wall time and the config.
+    Without a checkpoint all bands are solved in one compiled call. The result records per-term energies,
+    the trace, steps, convergence, wall time, the config and ``input_hash["init"]`` (sha256 of the initial
+    bands, :func:`diffbands.io.input_hash`).
     """
     if not isinstance(init, Bands):
         raise ValidationError("init", f"must be a diffbands.Bands, got {type(init).__name__}")
     solver = default_solver() if solver is None else solver
+    from .io import input_hash
+
+    ckpt = checkpoint
+    if checkpoint is not None and not isinstance(checkpoint, _checkpoint_class()):
+        from ._checkpoint import Checkpoint, environment
+
+        ckpt = Checkpoint(checkpoint, {
+            "kind": "reconstruct",
+            "inputs": {"energy": input_hash(energy), "init": input_hash(init),
+                       "grid": None if grid is None else input_hash(jnp.asarray(grid))},
+            "settings": {"solver": describe(solver), "uncertainty": uncertainty},
+            "environment": environment()}, resume=resume, log=log)
     t0 = time.perf_counter()
-    res: SolveResult = solve(solver, energy, init.energies, grid)
+    if ckpt is None:
+        res: SolveResult = solve(solver, energy, init.energies, grid)
+    else:
+        res = _solve_checkpointed(ckpt, solver, energy, init, grid, checkpoint_every, dict(config or {}))
     res = jax.block_until_ready(res)
     wall = time.perf_counter() - t0
     sol = np.asarray(res.bands)
     if not np.all(np.isfinite(sol)):
         raise ValidationError("result", "the solver produced non-finite band energies (please report this)")
     bands = init.with_energies(sol, metadata={**dict(init.metadata), "source": "diffbands.reconstruct"})
+    config = dict(config or {})
     cfg = {
-        **dict(config or {}),
+        **config,
+        "input_hash": {**dict(config.get("input_hash") or {}), "init": input_hash(init)},
         "solver": describe(solver),
         "energy": describe(energy),
         "n_bands": init.n_bands,
@@ -208,6 +241,28 @@ def reconstruct(
         uncertainty=sigma,
         low_confidence=low,
     )
+
+
+def _checkpoint_class():
+    from ._checkpoint import Checkpoint
+
+    return Checkpoint
+
+
+def _solve_checkpointed(ckpt: Checkpoint, solver, energy, init: Bands, grid, every: int,
+                        settings: Mapping[str, Any]) -> SolveResult:
+    """The solve in chunks, the checkpoint rewritten after each (stage ``solve``, then ``solved``)."""
+    from .solvers import solve_chunked
+
+    saved = ckpt.saved
+    resume = saved["progress"] if saved is not None and saved["stage"] in ("solve", "solved") else None
+    saved_settings = {k: v for k, v in settings.items() if k != "input_hash"}
+
+    def on_progress(p):
+        ckpt.write("solve", settings=saved_settings, init=init, progress=p)
+
+    # a KeyboardInterrupt passes through: the file then holds the last complete chunk (writes are atomic)
+    return solve_chunked(solver, energy, init.energies, grid, every=every, resume=resume, on_progress=on_progress)
 
 
 def default_energy(
@@ -415,6 +470,10 @@ def reconstruct_from_theory(
     *,
     record: Mapping[str, Any] | None = None,
     uncertainty: str | None = "local",
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    checkpoint_every: int = 10,
+    log: Callable[[str], None] | None = None,
 ) -> Reconstruction:
     r"""The whole theory-initialised pipeline (what ``diffbands reconstruct --init THEORY`` runs).
 
@@ -440,8 +499,19 @@ def reconstruct_from_theory(
 
     ``config`` overrides :data:`THEORY_PIPELINE_DEFAULTS` (unknown keys are refused). The returned
     :class:`Reconstruction`'s config holds every setting, the applied offset (``offset_applied``, eV) and the
-    learned perturbation (``learned_perturbation_meV``), plus ``record`` (e.g. file names); ``uncertainty`` as
-    in :func:`reconstruct`.
+    learned perturbation (``learned_perturbation_meV``), ``input_hash`` (sha256 of the data, the theory as
+    given and the initial bands; :func:`diffbands.io.input_hash`), plus ``record`` (e.g. file names);
+    ``uncertainty`` as in :func:`reconstruct`.
+
+    **Checkpoints.** With ``checkpoint`` (a file path) the run writes its state atomically to that file after
+    the alignment (stage ``aligned``), after the perturbation (``perturbed``), every ``checkpoint_every``
+    solver steps (``solve``) and after the solve (``solved``); see :mod:`diffbands._checkpoint`. An existing
+    file is refused unless ``resume=True``, which continues from it, skipping finished stages, provided that
+    it comes from the same data, theory, settings (``config``, ``uncertainty``) and environment (versions,
+    backend), else :class:`~diffbands._checkpoint.CheckpointError` says what differs. On CPU the resumed
+    result is bit-identical to an uninterrupted one (chunked and one-call solves agree bit for bit). A
+    ``KeyboardInterrupt`` (Ctrl-C) leaves the last complete checkpoint in place. The file is left in place
+    at the end (delete it once the result is saved). ``log`` receives one-line messages (resuming).
     """
     from ._regrid import regrid_bands
 
@@ -452,28 +522,55 @@ def reconstruct_from_theory(
     cfg = {**THEORY_PIPELINE_DEFAULTS, **config}
     if not isinstance(theory, Bands):
         raise ValidationError("theory", f"must be a Bands, got {type(theory).__name__}")
-    if not theory.matches(bandmap):
-        theory = regrid_bands(theory, bandmap)
-    init, offset, scale = align_theory(bandmap, theory, cfg["offset"], cfg["scale"])
-    cfg["offset_applied"] = offset
-    cfg["scale_applied"] = scale
-    # a band of a poor theory can land entirely outside the measured window: start it at the window's edge
-    # (the data then decide) and say so in the result, rather than refusing the whole reconstruction
-    e = np.asarray(init.energies)
-    lo, hi = float(bandmap.energy[0]), float(bandmap.energy[-1])
-    outside = [i for i in range(e.shape[0]) if e[i].min() > hi or e[i].max() < lo]
-    if outside:
-        init = init.with_energies(np.clip(e, lo, hi))
-    cfg["bands_started_at_window_edge"] = outside
-    # learn dE (at least one rigid shift per band) with the bands tied to theory + dE; the result is both the
-    # start of the solve and the centre of the theory prior
-    lattice_a = None if cfg["lattice_a"] is None else float(cfg["lattice_a"])
-    init, learned = learn_perturbation(bandmap, init, str(cfg["perturbation"]), lattice_a=lattice_a,
-                                       search=float(cfg["shift_search"]), exclusion=float(cfg["exclusion"]))
-    cfg["learned_perturbation_meV"] = learned
+    if not isinstance(bandmap, BandMap):
+        raise ValidationError("bandmap", f"must be a BandMap, got {type(bandmap).__name__}")
+    from .io import input_hash
+
+    hashes = {"data": input_hash(bandmap), "theory": input_hash(theory)}
+    ckpt = None
+    if checkpoint is not None:
+        from ._checkpoint import Checkpoint, environment
+
+        ckpt = Checkpoint(checkpoint, {"kind": "reconstruct_from_theory", "inputs": hashes,
+                                       "settings": {**cfg, "uncertainty": uncertainty},
+                                       "environment": environment()}, resume=resume, log=log)
+    saved = None if ckpt is None else ckpt.saved
+    if saved is None:
+        if not theory.matches(bandmap):
+            theory = regrid_bands(theory, bandmap)
+        init, offset, scale = align_theory(bandmap, theory, cfg["offset"], cfg["scale"])
+        cfg["offset_applied"] = offset
+        cfg["scale_applied"] = scale
+        # a band of a poor theory can land entirely outside the measured window: start it at the window's
+        # edge (the data then decide) and say so in the result, rather than refusing the whole reconstruction
+        e = np.asarray(init.energies)
+        lo, hi = float(bandmap.energy[0]), float(bandmap.energy[-1])
+        outside = [i for i in range(e.shape[0]) if e[i].min() > hi or e[i].max() < lo]
+        if outside:
+            init = init.with_energies(np.clip(e, lo, hi))
+        cfg["bands_started_at_window_edge"] = outside
+        if ckpt is not None:
+            ckpt.write("aligned", settings=cfg, init=init)
+    else:  # the finished stages' results, exactly as they were
+        cfg.update({k: v for k, v in saved["settings"].items() if k in _PIPELINE_RESULTS})
+        init = saved["init"]
+    if saved is None or saved["stage"] == "aligned":
+        # learn dE (at least one rigid shift per band) with the bands tied to theory + dE; the result is both
+        # the start of the solve and the centre of the theory prior
+        lattice_a = None if cfg["lattice_a"] is None else float(cfg["lattice_a"])
+        init, learned = learn_perturbation(bandmap, init, str(cfg["perturbation"]), lattice_a=lattice_a,
+                                           search=float(cfg["shift_search"]), exclusion=float(cfg["exclusion"]))
+        cfg["learned_perturbation_meV"] = learned
+        if ckpt is not None:
+            ckpt.write("perturbed", settings=cfg, init=init)
     sigma = cfg["sigma"]
     sigma = None if sigma in (None, "none", 0, 0.0) else float(sigma)
     energy = default_energy(bandmap, init, eta=float(cfg["eta"]), sigma=sigma, interp=cfg["interp"],
                             exclusion=float(cfg["exclusion"]))
     solver = make_solver(str(cfg["solver"]), int(cfg["epochs"]), int(cfg["steps"]), float(cfg["max_shift"]))
-    return reconstruct(energy, init, solver, config={**dict(record or {}), **cfg}, uncertainty=uncertainty)
+    return reconstruct(energy, init, solver, config={**dict(record or {}), **cfg, "input_hash": hashes},
+                       uncertainty=uncertainty, checkpoint=ckpt, checkpoint_every=checkpoint_every, log=log)
+
+
+#: What :func:`reconstruct_from_theory` adds to its settings before the solve (kept in checkpoints).
+_PIPELINE_RESULTS = ("offset_applied", "scale_applied", "bands_started_at_window_edge", "learned_perturbation_meV")

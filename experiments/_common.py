@@ -12,7 +12,8 @@ The module defines
 
 :func:`run_experiment` loads the config (TOML), merges overrides, runs, and writes
 ``results/eN.json`` = ``{experiment, title, config, versions, machine, created, command, wall_time_s,
-arrays, results}``. Experiments are discovered by file name (:func:`experiment_names`), so adding one needs
+arrays, input_hash, results}``; ``input_hash`` maps a name to the sha256 (:func:`diffbands.io.input_hash`) of
+each input the experiment declared with ``ctx.record_input(name, bandmap_or_bands)``. Experiments are discovered by file name (:func:`experiment_names`), so adding one needs
 no change here.
 """
 
@@ -143,7 +144,15 @@ class Context:
         self.results_dir = Path(results_dir)
         self.config = config
         self.arrays_file: str | None = None
+        self.inputs: dict[str, str] = {}
         self._t0 = time.perf_counter()
+
+    def record_input(self, name: str, obj) -> str:
+        """Record the sha256 of an input (band map, bands, array) under ``name`` in the results JSON."""
+        from diffbands.io import input_hash
+
+        self.inputs[name] = input_hash(obj)
+        return self.inputs[name]
 
     def log(self, msg: str) -> None:
         print(f"[{self.name} {time.perf_counter() - self._t0:7.1f} s] {msg}", flush=True)
@@ -184,6 +193,7 @@ def run_experiment(name: str, *, config_path: str | Path | None = None, override
         "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else None,
         "wall_time_s": wall,
         "arrays": ctx.arrays_file,
+        "input_hash": ctx.inputs,
         "results": results,
     }
     path = results_dir / f"{short}.json"

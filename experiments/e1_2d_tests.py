@@ -31,6 +31,7 @@ def run(config: dict, ctx) -> dict:
     arrays: dict = {}
 
     def store(key, bm, truth, init, outputs, mask):
+        ctx.record_input(key, bm)
         arrays[key.replace(", ", "__").replace(" ", "_")] = {
             "title": key,
             "data": np.asarray(bm.intensity, np.float32),

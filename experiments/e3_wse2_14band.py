@@ -98,12 +98,14 @@ def run(config: dict, ctx) -> dict:
     for counts in config["counts"]:
         bandmap, truth = make_preset("wse2", seed=int(config["seed"]), counts=float(counts),
                                      k_step=int(config["k_step"]))
+        ctx.record_input(f"data, {counts:g} counts", bandmap)
         kx, ky = (np.asarray(c) for c in bandmap.k_coords)
         mask = np.asarray(first_bz_mask(kx, ky, float(config["lattice_a"])))
         for iname, spec in config["inits"].items():
             if config.get("only_inits") and iname not in config["only_inits"]:
                 continue
             theory = _theory(spec, bandmap)
+            ctx.record_input(f"theory {iname}", theory)
             key = f"{iname}, {counts:g} counts"
             aligned = np.asarray(theory.energies) + 0.0
             entry = {"init": iname, "counts": counts, "shape": list(bandmap.shape),

@@ -39,6 +39,8 @@ def test_e1_tiny_run_records_provenance_and_finite_rmse(e1_results):
     assert {"jax", "numpy", "diffbands"} <= set(rec["versions"])
     assert rec["machine"]["cpu_count"] >= 1 and rec["machine"]["jax_backend"]
     assert rec["wall_time_s"] > 0
+    assert set(rec["input_hash"]) == {"crossing, 30 counts"}  # the data's sha256, declared by the experiment
+    assert rec["input_hash"]["crossing, 30 counts"].startswith("sha256:")
     cases = rec["results"]["cases"]
     assert set(cases) == {"crossing, 30 counts"}
     for entry in cases.values():

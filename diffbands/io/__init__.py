@@ -10,7 +10,8 @@
   recognising the format by content (:func:`detect_format`); :func:`describe` summarises it.
 * :func:`read_info` and :func:`read_provenance` describe a file without building arrays.
 * :func:`to_xarray` / :func:`from_xarray` (and the ``bands_`` versions) convert to xarray when installed.
-* :func:`provenance` and :func:`package_versions` record code, library and machine versions.
+* :func:`provenance` and :func:`package_versions` record code, library and machine versions;
+  :func:`input_hash` the sha256 of a band map, band set or arrays (recorded with results).
 """
 
 from ._detect import MEASURED_FORMATS, describe, detect_format, read
@@ -26,7 +27,7 @@ from ._load import (
     read_info,
     read_provenance,
 )
-from ._provenance import host_info, package_versions, provenance, utc_now
+from ._provenance import host_info, input_hash, package_versions, provenance, utc_now
 from ._xarray import bands_from_xarray, bands_to_xarray, from_xarray, to_xarray
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "detect_layout",
     "from_xarray",
     "host_info",
+    "input_hash",
     "load",
     "load_all_bands",
     "load_bandmap",

@@ -7,6 +7,7 @@ experiments, so that a number can always be traced back to the code and hardware
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -14,10 +15,12 @@ import platform
 import sys
 from typing import Any
 
+import numpy as np
+
 from .._version import __version__
 from ._util import to_json
 
-__all__ = ["package_versions", "host_info", "provenance", "utc_now"]
+__all__ = ["package_versions", "host_info", "input_hash", "provenance", "utc_now"]
 
 # Distributions whose versions change numerical results or file contents.
 _PACKAGES = ("jax", "jaxlib", "numpy", "h5py", "equinox", "optax", "scipy", "xarray")
@@ -81,3 +84,65 @@ def provenance(config: Any = None, command: str | list[str] | None = None) -> di
         "config": json.loads(to_json(config, "config")),
         "command": command,
     }
+
+
+def _feed(h, name: str, value: Any) -> None:
+    """Add one named item to the hash: arrays by dtype, shape and bytes (C order); anything else as JSON."""
+    h.update(name.encode() + b"\0")
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        arr = np.ascontiguousarray(np.asarray(value))
+        h.update(f"{arr.dtype.str}{arr.shape}".encode() + b"\0")
+        h.update(arr.tobytes())
+    else:
+        h.update(to_json(value, name).encode() + b"\0")
+
+
+def input_hash(obj: Any) -> str:
+    """``"sha256:<hex>"`` of the numbers that go into a computation.
+
+    * a :class:`~diffbands.BandMap`: its dims, units, intensity array and axes;
+    * a :class:`~diffbands.Bands`: dims, units, energy unit, labels, energies, axes and mask;
+    * an array, or a list/tuple/dict of arrays and JSON values (dict keys sorted);
+    * any other PyTree (e.g. an energy): the dtype, shape and bytes of every array leaf, in order.
+
+    Each array enters as its dtype, shape and C-ordered bytes, so one changed voxel, axis value or dtype
+    changes the hash; metadata (free-form notes) and provenance do not enter.
+    """
+    import jax
+
+    from .._data import BandMap, Bands
+
+    h = hashlib.sha256()
+    if isinstance(obj, BandMap):
+        _feed(h, "kind", "BandMap")
+        _feed(h, "dims", list(obj.dims))
+        _feed(h, "units", list(obj.units))
+        _feed(h, "intensity", obj.intensity)
+        for d, c in zip(obj.dims, obj.coords):
+            _feed(h, f"axis {d}", c)
+    elif isinstance(obj, Bands):
+        _feed(h, "kind", "Bands")
+        _feed(h, "dims", list(obj.dims))
+        _feed(h, "units", [*obj.units, obj.energy_unit])
+        _feed(h, "labels", list(obj.labels))
+        _feed(h, "energies", obj.energies)
+        for d, c in zip(obj.dims, obj.coords):
+            _feed(h, f"axis {d}", c)
+        if obj.mask is not None:
+            _feed(h, "mask", obj.mask)
+    elif isinstance(obj, dict):
+        for k in sorted(obj):
+            _feed(h, f"key {k}", input_hash(obj[k]))
+    elif isinstance(obj, (list, tuple)):
+        for i, x in enumerate(obj):
+            _feed(h, f"item {i}", input_hash(x))
+    elif hasattr(obj, "shape") and hasattr(obj, "dtype"):
+        _feed(h, "array", obj)
+    elif isinstance(obj, (str, int, float, bool)) or obj is None:
+        _feed(h, "value", obj)
+    else:
+        leaves = [x for x in jax.tree.leaves(obj) if isinstance(x, (jax.Array, np.ndarray))]
+        _feed(h, "kind", type(obj).__name__)
+        for i, x in enumerate(leaves):
+            _feed(h, f"leaf {i}", x)
+    return "sha256:" + h.hexdigest()

@@ -110,6 +110,16 @@ class AbstractIterativeSolver(AbstractSolver):
     def finalise(self, energy: AbstractTerm, state: Any) -> SolveResult:
         """The result; ``trace`` and ``n_steps`` are filled in by the driver (return placeholders)."""
 
+    def checkpoint_state(self, state: Any) -> Any:
+        """The part of ``state`` that changes from step to step (what a checkpoint must keep); the rest is
+        rebuilt by :meth:`init`, which must be deterministic. Default: the whole state."""
+        return state
+
+    def restore_state(self, fresh: Any, saved: Any) -> Any:
+        """``fresh`` (a state from :meth:`init`) with its changing part replaced by ``saved`` (the
+        :meth:`checkpoint_state` of a later state, same structure). Default: ``saved`` is the state."""
+        return jax.tree.unflatten(jax.tree.structure(self.checkpoint_state(fresh)), jax.tree.leaves(saved))
+
     def run(self, energy: AbstractTerm, bands0: jax.Array, grid: jax.Array | None) -> SolveResult:
         state = self.init(energy, bands0, grid)
         n_max = int(self.max_steps)

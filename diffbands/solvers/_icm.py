@@ -394,6 +394,13 @@ class CheckerboardICM(AbstractIterativeSolver):
             (indices, jnp.sum(changed, dtype=jnp.int32), jnp.asarray(value, dtype=grid.dtype)),
         )
 
+    def checkpoint_state(self, state: _ICMState) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Only the indices, the change count and the traced energy: the tables are rebuilt by ``init``."""
+        return state.indices, state.n_changed, state.value
+
+    def restore_state(self, fresh: _ICMState, saved) -> _ICMState:
+        return eqx.tree_at(lambda s: (s.indices, s.n_changed, s.value), fresh, tuple(saved))
+
     def terminate(self, state: _ICMState) -> jax.Array:
         return (state.n_changed >= 0) & (state.n_changed <= self.tol)
 
