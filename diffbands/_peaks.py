@@ -123,6 +123,23 @@ def _notch(idx: jax.Array, grid: jax.Array, w: float, de: float) -> jax.Array:
     return 1 - jnp.exp(-0.5 * jnp.square(d / wk[:, None]))
 
 
+def _split(paths: list, masks: list, min_length: int) -> tuple[list, list, list]:
+    """Every run of visible points (at least ``min_length`` long) of every path as a path of its own,
+    continued at constant energy outside the run."""
+    out_p, out_m, out_c = [], [], []
+    for path, vis in zip(paths, masks):  # a loop over bands and their runs, not over momenta
+        v = np.asarray(vis, bool)
+        run_id = np.cumsum(np.diff(np.concatenate([[False], v]).astype(int)) == 1) * v  # 0 = invisible
+        ids, counts = np.unique(run_id[v], return_counts=True)
+        kk = np.arange(v.size)
+        for i in ids[counts >= min_length]:
+            m = run_id == i
+            out_p.append(jnp.asarray(np.interp(kk, kk[m], np.asarray(path)[m])))  # constant outside the stretch
+            out_m.append(jnp.asarray(m))
+            out_c.append(float(m.mean()))
+    return out_p, out_m, out_c
+
+
 def _subgrid(x: jax.Array, idx: jax.Array, grid: jax.Array) -> jax.Array:
     """Energies of the parabola vertex through ``x`` at ``idx - 1, idx, idx + 1`` (grid value at edges)."""
     n = x.shape[-1]
@@ -147,6 +164,8 @@ def track_peaks(
     min_coverage: float = 0.3,
     max_bands: int = 16,
     floor: float = 1e-3,
+    segments: bool = False,
+    min_length: int = 8,
 ) -> Bands:
     """A starting set of bands from the data alone: intensity ridges joined into continuous paths by ChainDP.
 
@@ -164,6 +183,10 @@ def track_peaks(
     - ``threshold``: a path point is visible where its ridge is at least this fraction of the strongest ridges.
     - ``min_coverage``: the fraction of visible points a band needs to count as clearly visible.
     - ``floor``: relative floor of the normalised ridge in the path cost.
+    - ``segments`` (cuts only): return every visible stretch of at least ``min_length`` momenta of every path
+      as a band of its own (masked outside the stretch). A path may pass through several branches where
+      it is invisible in between (steep bands cross the energy window on a short stretch of k only); as
+      segments, each branch is one band; outside its stretch it is continued at its end energies.
 
     Returns :class:`~diffbands.Bands` on the band map's momentum axes with ``mask`` = visible, labels
     ``"peak 0", ...`` (band 0 topmost) and the settings and per-band coverage in ``metadata``.
@@ -232,6 +255,14 @@ def track_peaks(
             "intensity", f"no clearly visible band (none covers {min_coverage:.0%} of the momenta with a ridge "
             f"above {threshold:g} of the strongest); lower `threshold` or `min_coverage`, or pass n_bands")
 
+    if segments:
+        if len(k_shape) != 1:
+            raise ValidationError("segments", "splitting into visible stretches is defined for cuts (k, E) only")
+        if not isinstance(min_length, (int, np.integer)) or min_length < 1:
+            raise ValidationError("min_length", f"must be a positive integer, got {min_length!r}")
+        paths, masks, coverage = _split(paths, masks, int(min_length))
+        if not paths:
+            raise ValidationError("min_length", f"no visible stretch is {min_length} momenta long")
     inverse = np.argsort(order)
     energies = np.asarray(jnp.stack(paths))[:, inverse].reshape(len(paths), *k_shape)
     mask = np.asarray(jnp.stack(masks))[:, inverse].reshape(len(paths), *k_shape)
@@ -249,8 +280,10 @@ def track_peaks(
             "source": "diffbands.track_peaks",
             "settings": {"n_bands": n_bands, "smooth": list(np.atleast_1d(np.asarray(smooth, float))),
                          "power": float(power), "eta": eta, "separation": w, "threshold": threshold,
-                         "min_coverage": min_coverage, "max_bands": int(max_bands), "floor": floor},
+                         "min_coverage": min_coverage, "max_bands": int(max_bands), "floor": floor,
+                         "min_length": int(min_length)},
             "coverage": [coverage[i] for i in rank],
             "path": "serpentine over kx rows" if len(k_shape) == 2 else "along k",
+            "segments": bool(segments),
         },
     )
