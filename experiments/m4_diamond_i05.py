@@ -37,9 +37,13 @@ TITLE = "M4: Diamond I05 cut: Fermi edge, momentum conversion, data-driven start
 def contrast_map(kc: db.BandMap, con: dict) -> db.BandMap:
     """``((I - G_bg * I)_+ smoothed / max)^power + 1e-3``: the broad background removed, the bands kept."""
     inten = np.asarray(kc.intensity)
-    bg = np.asarray(pp.gaussian_smooth(kc, k=con["bg_sigma_k"], E=con["bg_sigma_E"]).intensity)
+
+    def sig(sk, se):  # every momentum axis (a cut or a volume) and the energy axis
+        return {**{d: con[sk] for d in kc.k_dims}, kc.dims[-1]: con[se]}
+
+    bg = np.asarray(pp.gaussian_smooth(kc, **sig("bg_sigma_k", "bg_sigma_E")).intensity)
     sharp = np.clip(inten - bg, 0.0, None)
-    sharp = np.asarray(pp.gaussian_smooth(kc.with_intensity(sharp), k=con["smooth_k"], E=con["smooth_E"]).intensity)
+    sharp = np.asarray(pp.gaussian_smooth(kc.with_intensity(sharp), **sig("smooth_k", "smooth_E")).intensity)
     return kc.with_intensity((sharp / sharp.max()) ** con["power"] + 1e-3)
 
 

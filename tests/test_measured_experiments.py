@@ -39,3 +39,21 @@ def test_m4_reduced_run_tracks_bands_on_ridges(tmp_path):
 
     png = fig_m4.main(["--results", str(tmp_path), "--out", str(tmp_path)])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_m3_reduced_run_converts_both_angles_and_finds_bands(tmp_path):
+    path = _common.run_experiment("m3", overrides={"n_k": [32, 36], "track": {"n_bands": 2}}, results_dir=tmp_path)
+    r = json.loads(path.read_text())["results"]
+    a = r["arrays"]
+    kx, ky, e = (np.asarray(a[n]) for n in ("kx", "ky", "energy"))
+    # both angles became momenta: theta in [-12, 28] deg, phi in [-17, 19] deg at E_kin ~ 100.7 eV (k ~ 5.14 sin)
+    assert kx[0] > -1.2 and ky[0] < -1.0 and ky[-1] > 1.2 and np.all(np.diff(kx) > 0) and np.all(np.diff(ky) > 0)
+    refined = np.asarray(a["refined"])
+    assert refined.shape == (2, kx.size, ky.size) and r["n_bands"] == 2
+    assert all(f > 0.2 for f in r["visible_fraction"])  # each band is seen on a fifth of the grid at least
+    assert np.all((refined >= e[0] - 1e-6) & (refined <= e[-1] + 1e-6))
+    assert r["reconstruction"]["converged"]
+    sys.path.insert(0, str(ROOT / "paper_figures"))
+    import fig_m3
+
+    assert fig_m3.main(["--results", str(tmp_path), "--out", str(tmp_path)]).read_bytes()[:4] == b"\x89PNG"
