@@ -4,7 +4,8 @@
 * Energies: :mod:`diffbands.energy` (terms that add up to one negative log posterior).
 * Solvers: :mod:`diffbands.solvers` (CheckerboardICM, ChainDP, GradientMAP, Default).
 * Loading: :func:`load` reads any supported measured or native file into a :class:`BandMap`.
-* Entry point: :func:`reconstruct` (energy, init, solver) -> :class:`Reconstruction`.
+* Entry point: :func:`reconstruct` (energy, init, solver) -> :class:`Reconstruction`; without a theory,
+  :func:`track_peaks` gives a data-driven start.
 * Also: :mod:`diffbands.io` (HDF5 and other layouts), :mod:`diffbands.synth` (simulated band mapping),
   :mod:`diffbands.theory` (tight-binding models in JAX), :mod:`diffbands.plot` (figures).
 """
@@ -25,6 +26,7 @@ from ._errors import (
     ValidationError,
 )
 from ._paths import data_dir, data_path
+from ._peaks import ridge_strength, track_peaks
 from ._reconstruct import (
     THEORY_PIPELINE_DEFAULTS,
     Reconstruction,
@@ -79,8 +81,10 @@ __all__ = [
     "reconstruct",
     "reconstruct_from_theory",
     "regrid_bands",
+    "ridge_strength",
     "solve_batch",
     "solvers",
     "synth",
     "theory",
+    "track_peaks",
 ]
