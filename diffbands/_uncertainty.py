@@ -16,6 +16,13 @@ The Hessian used is made positive definite in two documented ways:
 
 The other terms (smoothness, theory prior, multiband terms) enter through exact Hessian-vector products.
 
+* **Non-convex terms.** A multiband term such as :class:`~diffbands.energy.FeatureExclusion` has negative
+  curvature where two bands nearly coincide (its maximum), so :math:`H` can be indefinite there and the
+  Laplace approximation does not describe the posterior. Such points (diagonal :math:`H_{ii}` below the
+  window prior :math:`\lambda`) get the window cap :math:`\sigma = 1/\sqrt{\lambda} = W` ("somewhere in
+  the window") and are flagged low-confidence, and any non-positive or non-finite variance from the solve
+  falls back to the same cap: the result stays finite and says where it cannot be trusted.
+
 **Low confidence.** A band point is *low-confidence* where the data curvature
 :math:`\max(u''_b(k), 0)` is below ``min_curvature`` (default :math:`1/W^2`: a peak as wide as the whole
 window): empty or constant data, or a band off any peak. Its energy there comes from the priors only.
@@ -200,6 +207,9 @@ def band_uncertainty(
     diag_extra = curv + jnp.asarray(damping, e.dtype)
     # the diagonal of H: exact for couplings of range < 3 sites (neighbours, curvature, same-k bands)
     h_diag = _probe_diag(rest, e, diag_extra, jnp.asarray(_colour_probes(e.shape, 3), e.dtype))
+    cap = jnp.asarray(1.0 / damping, e.dtype)  # the window prior's variance: "somewhere in the window"
+    indefinite = h_diag < jnp.asarray(damping, e.dtype)  # a non-convex term outweighs data and window prior
+    h_diag = jnp.maximum(h_diag, jnp.asarray(damping, e.dtype))
     if method == "local":
         var = 1.0 / h_diag
     elif method == "exact":
@@ -213,13 +223,16 @@ def band_uncertainty(
     else:
         probes = jnp.asarray(_colour_probes(e.shape, period), e.dtype)
         var = _probe_diag_of_inverse(rest, e, diag_extra, probes, h_diag, tol, maxiter)
-    # var > 0 for a positive-definite H; guard against round-off in ill-conditioned corners
-    sigma = jnp.sqrt(jnp.maximum(var, 1.0 / h_diag))
+    # var > 0 for a positive-definite H; guard against round-off in ill-conditioned corners, and give the
+    # window cap where H is indefinite (see the module docstring)
+    var = jnp.where(jnp.isfinite(var) & (var > 0), var, cap)
+    sigma = jnp.sqrt(jnp.where(indefinite, cap, jnp.maximum(var, 1.0 / h_diag)))
     sigma_bands = bands.with_energies(
         np.asarray(sigma),
         mask=None,
         metadata={**dict(bands.metadata), "quantity": "1-sigma Laplace uncertainty", "method": method},
     )
     return BandUncertainty(
-        sigma=sigma_bands, low_confidence=curv <= min_curvature, curvature=curv, damping=float(damping)
+        sigma=sigma_bands, low_confidence=(curv <= min_curvature) | indefinite, curvature=curv,
+        damping=float(damping),
     )

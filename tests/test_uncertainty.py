@@ -133,3 +133,23 @@ def test_sigma_finite_and_bounded_by_the_window(seed, empty_from, method):
     w = E_AXIS[-1] - E_AXIS[0]
     assert np.all(np.isfinite(s)) and np.all(s > 0) and np.all(s <= w * (1 + 1e-4))
     assert np.asarray(unc.low_confidence)[0, empty_from:].all()
+
+
+@pytest.mark.parametrize("method", ["local", "probe", "exact"])
+def test_coinciding_bands_under_exclusion_stay_finite_and_flagged(method):
+    """Two bands on the same peak: the exclusion term is at its maximum there (negative curvature, H
+    indefinite). The uncertainty must stay finite (the window cap) and flag those points low-confidence,
+    while a well-separated pair away from them keeps its ordinary Laplace sigma."""
+    U, init = _problem((6, 5), [-1.0, -0.5], width=0.12)
+    e = np.asarray(init.energies).copy()
+    e[1, :3] = e[0, :3]  # band 1 on band 0's peak in the first three kx rows
+    U = U + en.FeatureExclusion(0.1, 50.0)  # strong enough to outweigh the data curvature there
+    bands = init.with_energies(e)
+    unc = band_uncertainty(U, bands, method=method)
+    sigma = np.asarray(unc.sigma.energies)
+    low = np.asarray(unc.low_confidence)
+    window = E_AXIS[-1] - E_AXIS[0]
+    assert np.all(np.isfinite(sigma)) and np.all(sigma > 0)
+    assert low[:, :3].all()  # both bands of the coinciding rows
+    np.testing.assert_allclose(sigma[:, :3], window, rtol=1e-5)
+    assert not low[:, 4:].any() and np.all(sigma[:, 4:] < 0.1 * window)
