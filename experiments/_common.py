@@ -52,10 +52,11 @@ __all__ = [
 ]
 
 
-def experiment_names() -> list[str]:
-    """Short names (``"e1"``, ``"e2"``, ...) of the experiment modules ``experiments/eN_*.py``, sorted."""
+def experiment_names(kind: str = "e") -> list[str]:
+    """Short names (``"e1"``, ``"e2"``, ...) of the experiment modules ``experiments/eN_*.py``, sorted;
+    ``kind="m"``: the measured-data experiments ``experiments/mN_*.py``."""
     names = []
-    for p in sorted(EXPERIMENTS_DIR.glob("e[0-9]*_*.py")):
+    for p in sorted(EXPERIMENTS_DIR.glob(f"{kind}[0-9]*_*.py")):
         names.append(p.stem.split("_", 1)[0])
     return sorted(set(names), key=lambda s: int(s[1:]))
 
