@@ -13,6 +13,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import matplotlib.pyplot as plt
 from _style import COLUMN_WIDTH, cli
+from matplotlib.ticker import FormatStrFormatter
 
 STYLE = {
     "icm": dict(color="#d95f02", ls="-", marker="o"),
@@ -29,8 +30,8 @@ def make(record, arrays):
     inits = list(dict.fromkeys(c["init"] for c in cases.values()))
     last = record["config"]["counts"][-1]
     first_init = inits[0]
-    fig, (ax0, ax1, ax2) = plt.subplots(3, 1, figsize=(COLUMN_WIDTH, 7.4),
-                                        gridspec_kw=dict(hspace=0.5, height_ratios=[1.25, 1, 1]))
+    fig, (ax0, ax1, ax2) = plt.subplots(3, 1, figsize=(COLUMN_WIDTH, 8.0),
+                                        gridspec_kw=dict(hspace=0.55, height_ratios=[1.25, 1, 1]))
 
     # (a) the cut at ky = 0 with the truth and the solutions from the first theory
     kx, energy = np.asarray(arrays["kx"]), np.asarray(arrays["energy"])
@@ -50,7 +51,7 @@ def make(record, arrays):
     ax0.set_xlim(kx.min(), kx.max())
     ax0.set_xlabel(r"$k_x$ (1/$\mathrm{\AA}$), $k_y = 0$")
     ax0.set_ylabel(r"$E$ (eV)")
-    ax0.set_title(f"(a) cut through the volume ({last:g} counts), start: {first_init}", pad=3)
+    ax0.set_title(f"(a) cut, {last:g} counts, start: {first_init}", pad=3)
     ax0.legend(loc="lower left", fontsize=6, ncol=3, bbox_to_anchor=(0, 1.08), borderaxespad=0)
 
     # (b) per-band RMSE from the first theory
@@ -61,11 +62,12 @@ def make(record, arrays):
         ax1.plot(np.arange(1, r.size + 1), r, color=st["color"], ls=st["ls"], marker=st["marker"], ms=2.5,
                  label=labels[name])
     ax1.set_yscale("log")
+    ax1.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax1.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     ax1.set_xlabel("band (1 = top valence band)")
     ax1.set_ylabel("RMSE in first BZ (meV)")
     ax1.set_title(f"(b) per-band error, start: {first_init}", pad=3)
     ax1.grid(lw=0.3, alpha=0.5, which="both")
-    ax1.legend(fontsize=6, ncol=2)
 
     # (c) mean RMSE per theory and method
     methods = list(case["methods"])
@@ -76,11 +78,13 @@ def make(record, arrays):
                 color=STYLE[name]["color"], label=labels[name])
     ax2.set_xticks(np.arange(len(inits)))
     ax2.set_xticklabels(inits, fontsize=6.5)
-    ax2.set_ylim(0, None)
-    ax2.legend(fontsize=6, ncol=2)
-    ax2.set_ylabel("mean RMSE over 14 bands (meV)")
+    ax2.set_yscale("log")  # the theories' errors span 30 meV to 3 eV
+    ax2.set_ylabel("mean RMSE,\n14 bands (meV)")
     ax2.set_title("(c) mean error per starting theory", pad=3)
-    ax2.grid(lw=0.3, alpha=0.5, axis="y")
+    ax2.grid(lw=0.3, alpha=0.5, axis="y", which="both")
+    # one legend for (b) and (c), below them, clear of the axes labels
+    handles, names = ax1.get_legend_handles_labels()
+    ax2.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=6, frameon=False)
     return fig
 
 

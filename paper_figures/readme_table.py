@@ -80,13 +80,15 @@ def sections(results: Path) -> dict[str, str]:
         tables = dict(res.get("tables") or {})
         summary = _mean_summary(res)
         if summary:
-            tables = {"mean (max) RMSE over the bands": summary, **tables}
-        if res.get("table"):
+            tables = {"mean (max) RMSE over the bands, meV": summary, **tables}
+        if res.get("table") and not summary:
             tables = {"": res["table"], **tables}
         if not tables:
             continue
         m = rec.get("machine", {})
         body = "\n\n".join((f"{name}:\n\n" if name else "") + table(rows) for name, rows in tables.items())
+        if summary and res.get("table"):  # the long per-band table folds away under its summary
+            body += f"\n\n<details><summary>per band</summary>\n\n{table(res['table'])}\n\n</details>"
         out[path.stem] = (f"### {rec['title']}\n\nWall time {rec['wall_time_s']:.0f} s on {m.get('cpu_count', '?')} "
                           f"CPU cores ({m.get('jax_backend', '?')}), diffbands {rec['versions'].get('diffbands')}, "
                           f"jax {rec['versions'].get('jax')}, {rec['created']}.\n\n{body}")
