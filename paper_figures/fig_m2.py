@@ -1,5 +1,6 @@
 """Figure M2: Li-doped graphene cut. (a) Fermi-edge fit; (b) the cut in (k, E - E_F) with the end-to-end graphene
-fit, the MDC peaks and the straight-line (linear-dispersion) fits of both branches.
+fit (MDC likelihood), the MDC peaks over the whole window, and the same model fitted with the EDC likelihood
+(for comparison: it does not follow the data). Velocity, Dirac energy, k_F and density with Laplace sigmas.
 Reads only experiments/results/m2.json.
 
     python paper_figures/fig_m2.py [--results DIR] [--out DIR]
@@ -28,7 +29,7 @@ def make(record):
     r = record["results"]
     a = r["arrays"]
     k, e, img = np.asarray(a["k"]), np.asarray(a["energy"]), np.asarray(a["intensity"])
-    fig, axs = plt.subplots(1, 2, figsize=(9, 4), gridspec_kw={"width_ratios": [0.8, 1.2]})
+    fig, axs = plt.subplots(1, 2, figsize=(9.5, 5), gridspec_kw={"width_ratios": [0.8, 1.2]})
     ax = axs[0]
     ee = np.asarray(a["edge_energy"])
     ax.plot(ee, a["edge_edc"], ".", ms=3, color="k", label="EDC (all angles)")
@@ -40,19 +41,30 @@ def make(record):
     ax.legend(fontsize=8)
     ax = axs[1]
     ax.pcolormesh(k, e, img.T, shading="auto", cmap="Greys", rasterized=True)
-    ax.plot(k, a["model_band"], "-", color="C0", lw=1.0, label=f"graphene fit, t = {r['fit']['t'][0]:.2f} eV")
-    ax.plot(_arr(a["mdc_left"]), e, "o", ms=2, mfc="none", color="C1", label="MDC peaks")
-    ax.plot(_arr(a["mdc_right"]), e, "o", ms=2, mfc="none", color="C1")
-    lin = r["linear_dispersion"]
-    for b in lin["branches"].values():
-        ax.plot((e - b["E0"]) / b["slope_eVA"], e, "--", color="C2", lw=0.9)
-    ax.plot([], [], "--", color="C2", label=f"lines: ħv = {lin['hbar_v_eVA']:.2f} eV·Å")
+    ax.plot(_arr(a["mdc_left"]), e, "o", ms=2.2, mfc="none", mew=0.6, color="C1", label="MDC peaks")
+    ax.plot(_arr(a["mdc_right"]), e, "o", ms=2.2, mfc="none", mew=0.6, color="C1")
+    hv, shv = r["hbar_vF_eVA"]
+    ed, sed = r["dirac_energy_eV"]
+    kf, skf = r["kF_invA"]
+    n, sn = r["density_per_cm2"]
+    res = r["mdc_residuals"]
+    ax.plot(a["model_k_left"], e, "-", color="C0", lw=1.2,
+            label=f"graphene fit (MDC likelihood): ħv = {hv:.2f} ± {shv:.2f} eV·Å\n"
+                  f"rms vs peaks {1e3 * res['mdc']['rms_invA']:.0f} mÅ⁻¹")
+    ax.plot(a["model_k_right"], e, "-", color="C0", lw=1.2)
+    ax.plot(k, a["model_band_edc"], ":", color="C3", lw=1.0,
+            label=f"same model, EDC likelihood: ħv = {r['edc_fit']['hbar_v_eVA']:.2f} eV·Å\n"
+                  f"rms vs peaks {1e3 * res['edc']['rms_invA']:.0f} mÅ⁻¹ (rejected)")
     ax.set_xlim(k[0], k[-1])
     ax.set_ylim(e[0], e[-1])
     ax.set_xlabel(r"$k$ along the cut (1/Å)")
     ax.set_ylabel(r"$E - E_F$ (eV)")
-    ax.set_title("(b) π* band of the Li-doped graphene cut", fontsize=9)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title("(b) π* band along the cut (apparent velocity along this cut)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
+    ax.text(0.585, 0.97, f"$E_D$ = {ed:.2f} ± {sed:.2f} eV\n$k_F$ = {kf:.3f} ± {skf:.3f} Å⁻¹\n"
+            f"$n = k_F^2/\\pi$ = {n / 1e14:.2f} ± {sn / 1e14:.2f} $\\times 10^{{14}}$ cm⁻²",
+            transform=ax.transAxes, ha="center", va="top", fontsize=7,
+            bbox=dict(boxstyle="round", fc="white", ec="0.7", alpha=0.9))
     fig.tight_layout()
     return fig
 
@@ -66,8 +78,9 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "pdf"):
-        fig.savefig(out / f"m2_graphene.{ext}", dpi=150)
+        fig.savefig(out / f"m2_graphene.{ext}", dpi=150, bbox_inches="tight")
     print(out / "m2_graphene.png")
+    return out / "m2_graphene.png"
 
 
 if __name__ == "__main__":
