@@ -172,7 +172,7 @@ def run(config: dict, ctx) -> dict:
                                     if vis[b].any() else None for b in range(nb)],  # fmt: skip
         "fraction_on_ridge": {"start": ridge_share(r0), "refined": ridge_share(rb)},
         "moved_by_refinement_rms_mA": moved,
-        "fermi_wavevectors_invA": kf,
+        "hole_band_radii_invA": kf,
         "reconstruction": {"energy": rec.energy, "term_energies": rec.term_energies, "n_steps": rec.n_steps,
                            "converged": rec.converged, "wall_time_s": rec.wall_time},  # fmt: skip
         "contour_energy_eV": float(e_all[ie]),

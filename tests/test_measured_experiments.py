@@ -55,7 +55,7 @@ def test_m3_reduced_run_centres_gamma_and_finds_fourfold_hole_bands(tmp_path):
     rb, vis = np.asarray(a["refined"]), np.asarray(a["visible"], bool)
     assert rb.shape == vis.shape == (r["n_bands"], 36, len(a["energy"])) and vis.mean() > 0.3
     # the hole band's radius along +-kx and +-ky agrees (4-fold) and lies inside the pocket region
-    kf = r["fermi_wavevectors_invA"][0]["k_at_top_of_visible_range"]
+    kf = r["hole_band_radii_invA"][0]["k_at_top_of_visible_range"]
     vals = np.array([v for v in kf.values() if v is not None])
     assert vals.size >= 3 and np.all((vals > 0.15) & (vals < 0.6)) and np.ptp(vals) < 0.15
     assert r["reconstruction"]["converged"]
