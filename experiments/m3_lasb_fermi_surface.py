@@ -20,9 +20,9 @@ Steps:
    :func:`diffbands.default_energy` (2-D smoothness over (phi, E), the start as a loose prior, FeatureExclusion).
    Only where the ridge is clear is a band reported (near E_F the hole bands fade into a broad blob).
 3. **Checks.** The share of visible band points within two grid steps of an MDC (along r) or EDC (along E)
-   maximum of the contrast volume, for the start and the reconstruction; the radii along +-kx and +-ky (the
-   Fermi wavevector ``k_F`` at the top of the visible range, and at ``contour_energy``), whose spread measures
-   the 4-fold consistency.
+   maximum of the contrast volume, for the start and the reconstruction; the radii along +-kx and +-ky (at the
+   top of the band's visible range, and at ``contour_energy``), whose spread measures the 4-fold consistency.
+   They are not Fermi wavevectors: above about -0.4 eV the hole bands are not resolved in this map.
 
     python -m experiments.m3_lasb_fermi_surface
 """
@@ -135,7 +135,7 @@ def run(config: dict, ctx) -> dict:
     moved = [float(1e3 * np.sqrt(np.mean((rb[b] - r0[b])[vis[b]] ** 2))) if vis[b].any() else None
              for b in range(nb)]  # fmt: skip
 
-    # 3. checks: on a ridge (MDC along r or EDC along E of the contrast volume), k_F along the four axes
+    # 3. checks: on a ridge (MDC along r or EDC along E of the contrast volume), radii along the four axes
     def ridge_share(bands):
         hits = np.stack([on_ridge(pol_c[i], energy, r, bands[:, i]) for i in range(phi.size)], 1)  # (b, phi, E)
         return [float(hits[b][vis[b]].mean()) if vis[b].any() else None for b in range(nb)]
