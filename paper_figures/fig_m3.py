@@ -1,6 +1,7 @@
-"""Figure M3: LaSb Fermi-surface map. (a) the constant-energy map near E_F in (kx, ky) with the contours
-E_b(kx, ky) = E_c of the reconstructed bands (where each band is visible); (b) the cut ky = 0 and (c) the cut
-kx = 0 with the data-driven start and the reconstructed bands. Reads only experiments/results/m3.json.
+"""Figure M3: LaSb Fermi-surface map centred on Gamma (normal emission from the map's 4-fold symmetry).
+(a) the map at E_F (data); (b) the constant-energy map at ``contour_energy`` with the reconstructed hole-band
+contours r_b(phi, E_c) (where visible); (c) the cut ky = 0 and (d) the cut kx = 0 with the start (track_peaks)
+and the reconstructed bands (radii at phi = 0, pi and pi/2, 3 pi/2). Reads only experiments/results/m3.json.
 
     python paper_figures/fig_m3.py [--results DIR] [--out DIR]
 """
@@ -18,55 +19,63 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-COLORS = ["#e41a1c", "#377eb8", "#4daf4a", "#ff7f00", "#984ea3", "#a65628"]
+COLORS = ["#e41a1c", "#377eb8", "#4daf4a", "#ff7f00"]
+
+
+def _branch(rb, vis, phi, angle):
+    """Radius and visibility of every band at the grid azimuth nearest ``angle``: (band, E) each."""
+    i = int(np.argmin(np.abs(np.angle(np.exp(1j * (phi - angle))))))
+    return rb[:, i], vis[:, i]
 
 
 def make(record):
     r = record["results"]
     a = r["arrays"]
-    kx, ky, e = np.asarray(a["kx"]), np.asarray(a["ky"]), np.asarray(a["energy"])
+    k, em, e, phi = (np.asarray(a[n]) for n in ("k", "energy_map", "energy", "phi"))
     start, refined = np.asarray(a["start"]), np.asarray(a["refined"])
     vis = np.asarray(a["visible"], bool)
     ec = r["contour_energy_eV"]
-    fig, axs = plt.subplots(1, 3, figsize=(12.5, 4.3), gridspec_kw={"width_ratios": [1.1, 1.0, 1.0]})
-    ax = axs[0]
-    ax.pcolormesh(kx, ky, np.asarray(a["ce_map"]).T, shading="auto", cmap="Greys", rasterized=True)
-    for b in range(refined.shape[0]):
-        surf = np.where(vis[b], refined[b], np.nan)
-        if np.nanmin(surf) < ec < np.nanmax(surf):
-            ax.contour(kx, ky, surf.T, levels=[ec], colors=[COLORS[b % len(COLORS)]], linewidths=1.2)
-        ax.plot([], [], color=COLORS[b % len(COLORS)], label=f"band {b}")
-    ax.axhline(0, color="C0", lw=0.6, ls="--")
-    ax.axvline(0, color="C1", lw=0.6, ls="--")
-    ax.set_aspect("equal")
-    ax.set_xlabel(r"$k_x$ (1/Å)")
-    ax.set_ylabel(r"$k_y$ (1/Å)")
-    ax.set_title(f"(a) constant-energy map at E − $E_F$ = {1e3 * ec:.0f} meV\nwith the contours of the bands there",
-                 fontsize=9)
-    ax.legend(fontsize=7, loc="upper right", framealpha=0.8)
-    for ax, key, kk, name in ((axs[1], "cut_ky0", kx, r"$k_x$"), (axs[2], "cut_kx0", ky, r"$k_y$")):
+    off = r["normal_emission_deg"]
+    fig, axs = plt.subplots(1, 4, figsize=(16, 4.4))
+    for ax, key, title in ((axs[0], "fs_map", f"(a) map at E − $E_F$ = {1e3 * r['fermi_map_energy_eV']:.0f} meV"),
+                           (axs[1], "ce_map", f"(b) map at E − $E_F$ = {1e3 * ec:.0f} meV, contours")):  # fmt: skip
         img = np.asarray(a[key])
-        ax.pcolormesh(kk, e, img.T, shading="auto", cmap="Greys", vmax=np.quantile(img, 0.995), rasterized=True)
-        if key == "cut_ky0":
-            j = int(np.argmin(np.abs(ky)))
-            sb, rb, vb = start[:, :, j], refined[:, :, j], vis[:, :, j]
-        else:
-            j = int(np.argmin(np.abs(kx)))
-            sb, rb, vb = start[:, j, :], refined[:, j, :], vis[:, j, :]
-        for b in range(refined.shape[0]):
-            c = COLORS[b % len(COLORS)]
-            ax.plot(kk, np.where(vb[b], sb[b], np.nan), ":", color=c, lw=1.2)
-            ax.plot(kk, np.where(vb[b], rb[b], np.nan), "-", color=c, lw=1.0)
+        ax.pcolormesh(k, k, img.T, shading="auto", cmap="Greys", vmax=np.quantile(img, 0.995), rasterized=True)
+        ax.set_aspect("equal")
+        ax.set_xlabel(r"$k_x$ (1/Å)")
+        ax.set_ylabel(r"$k_y$ (1/Å)")
+        ax.set_title(title, fontsize=9)
+        ax.axhline(0, color="C0", lw=0.6, ls="--")
+        ax.axvline(0, color="C1", lw=0.6, ls="--")
+    axs[0].text(0.02, 0.02, f"Γ at k = 0: normal emission θ = {off['theta']:.2f}°, φ = {off['phi']:.2f}°",
+                transform=axs[0].transAxes, fontsize=7, bbox={"fc": "w", "alpha": 0.8, "lw": 0})
+    j = int(np.argmin(np.abs(e - ec)))
+    for b in range(refined.shape[0]):
+        c = COLORS[b % len(COLORS)]
+        rr = np.where(vis[b, :, j], refined[b, :, j], np.nan)
+        rr, pp_ = np.append(rr, rr[0]), np.append(phi, phi[0])  # closed contour
+        axs[1].plot(rr * np.cos(pp_), rr * np.sin(pp_), "-", color=c, lw=1.4, label=f"hole band {b}")
+    axs[1].legend(fontsize=7, loc="upper right", framealpha=0.8)
+    for ax, key, name, ang in ((axs[2], "cut_kx", r"$k_x$", 0.0), (axs[3], "cut_ky", r"$k_y$", np.pi / 2)):
+        img = np.asarray(a[key])
+        ax.pcolormesh(k, em, img.T, shading="auto", cmap="Greys", vmax=np.quantile(img, 0.995), rasterized=True)
+        for sign, angle in ((1, ang), (-1, ang + np.pi)):
+            rs, _ = _branch(start, vis, phi, angle)
+            rr, vv = _branch(refined, vis, phi, angle)
+            for b in range(refined.shape[0]):
+                c = COLORS[b % len(COLORS)]
+                ax.plot(sign * np.where(vv[b], rs[b], np.nan), e, ":", color=c, lw=1.2)
+                ax.plot(sign * np.where(vv[b], rr[b], np.nan), e, "-", color=c, lw=1.2)
         ax.plot([], [], ":", color="k", label="start (track_peaks)")
-        ax.plot([], [], "-", color="k", label="3-D reconstruction")
+        ax.plot([], [], "-", color="k", label="reconstruction")
         ax.axhline(ec, color="k", lw=0.5, ls="--")
-        ax.set_xlim(kk[0], kk[-1])
-        ax.set_ylim(e[0], e[-1])
+        ax.set_xlim(k[0], k[-1])
+        ax.set_ylim(em[0], em[-1])
         ax.set_xlabel(name + " (1/Å)")
         ax.set_ylabel(r"$E - E_F$ (eV)")
-        other = "k_y" if key == "cut_ky0" else "k_x"
-        ax.set_title(f"({'b' if key == 'cut_ky0' else 'c'}) cut ${other}$ = 0 (dashed line in (a))", fontsize=9)
-        ax.legend(fontsize=7, loc="lower right", framealpha=0.8)
+        other = "k_y" if key == "cut_kx" else "k_x"
+        ax.set_title(f"({'c' if key == 'cut_kx' else 'd'}) cut through Γ, ${other}$ = 0", fontsize=9)
+        ax.legend(fontsize=7, loc="lower center", framealpha=0.8)
     fig.tight_layout()
     return fig
 

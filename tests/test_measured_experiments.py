@@ -41,17 +41,23 @@ def test_m4_reduced_run_tracks_bands_on_ridges(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_m3_reduced_run_converts_both_angles_and_finds_bands(tmp_path):
-    path = _common.run_experiment("m3", overrides={"n_k": [32, 36], "track": {"n_bands": 2}}, results_dir=tmp_path)
+def test_m3_reduced_run_centres_gamma_and_finds_fourfold_hole_bands(tmp_path):
+    over = {"n_k": 61, "centre": {"n_k": [64, 72]}, "polar": {"n_phi": 36, "n_r": 40}}
+    path = _common.run_experiment("m3", overrides=over, results_dir=tmp_path)
     r = json.loads(path.read_text())["results"]
     a = r["arrays"]
-    kx, ky, e = (np.asarray(a[n]) for n in ("kx", "ky", "energy"))
-    # both angles became momenta: theta in [-12, 28] deg, phi in [-17, 19] deg at E_kin ~ 100.7 eV (k ~ 5.14 sin)
-    assert kx[0] > -1.2 and ky[0] < -1.0 and ky[-1] > 1.2 and np.all(np.diff(kx) > 0) and np.all(np.diff(ky) > 0)
-    refined = np.asarray(a["refined"])
-    assert refined.shape == (2, kx.size, ky.size) and r["n_bands"] == 2
-    assert all(f > 0.2 for f in r["visible_fraction"])  # each band is seen on a fifth of the grid at least
-    assert np.all((refined >= e[0] - 1e-6) & (refined <= e[-1] + 1e-6))
+    # Gamma from the 4-fold symmetry: recorded angles put it near (-0.09, 0.28) 1/A (full run); after the offsets
+    # it is at k = 0 within two grid steps of the coarse search grid
+    cx, cy = r["gamma_centre_recorded_angles_invA"]
+    assert -0.2 < cx < 0.0 and 0.18 < cy < 0.38
+    assert np.hypot(*r["gamma_centre_after_offsets_invA"]) < 0.06
+    assert abs(r["normal_emission_deg"]["theta"]) < 3 and 2 < r["normal_emission_deg"]["phi"] < 4.5
+    rb, vis = np.asarray(a["refined"]), np.asarray(a["visible"], bool)
+    assert rb.shape == vis.shape == (r["n_bands"], 36, len(a["energy"])) and vis.mean() > 0.3
+    # the hole band's radius along +-kx and +-ky agrees (4-fold) and lies inside the pocket region
+    kf = r["hole_band_radii_invA"][0]["k_at_top_of_visible_range"]
+    vals = np.array([v for v in kf.values() if v is not None])
+    assert vals.size >= 3 and np.all((vals > 0.15) & (vals < 0.6)) and np.ptp(vals) < 0.15
     assert r["reconstruction"]["converged"]
     sys.path.insert(0, str(ROOT / "paper_figures"))
     import fig_m3
