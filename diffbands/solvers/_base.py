@@ -195,6 +195,22 @@ class GridDecomposition(eqx.Module):
                 out.append(None)
         return tuple(out)
 
+    def kinds(self) -> tuple[str, ...]:
+        """How a discrete solver can hold each site term (in order): ``"shared"`` (the same table for every
+        band: tabulate once), ``"pointwise"`` (:meth:`~diffbands.energy.AbstractSiteTerm.site_params` is
+        not ``None``: evaluate on the fly) or ``"table"`` (tabulate per band)."""
+        from ..energy._likelihood import IntensityLikelihood
+
+        out = []
+        for _, term in self.site:
+            if isinstance(term, IntensityLikelihood) or getattr(term, "band_independent", False) is True:
+                out.append("shared")
+            elif term.site_params(jnp.zeros((), jnp.int32)) is not None:
+                out.append("pointwise")
+            else:
+                out.append("table")
+        return tuple(out)
+
     def unary_table(self, band: jax.Array, grid: jax.Array, k_shape: tuple[int, ...], shared=None) -> jax.Array:
         """``sum_s w_s f_s,b(k, grid[m])``, shape ``(*k_shape, len(grid))`` (terms added in order, a
         precomputed ``shared[s]`` used where given)."""
