@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax.lax.linalg import tridiagonal_solve
 
-__all__ = ["locate", "interp_linear", "interp_cubic", "interp_grid", "cubic_slopes"]
+__all__ = ["locate", "interp_linear", "interp_cubic", "interp_grid", "interp_grid_sites", "cubic_slopes"]
 
 
 def locate(axis: jax.Array, x: jax.Array, uniform: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -90,6 +90,32 @@ def interp_grid(table: jax.Array, axis: jax.Array, grid: jax.Array, slopes: jax.
     if slopes is None:
         return _lerp(y0, y1, t)
     return _hermite(y0, y1, slopes[..., i], slopes[..., i + 1], t, h)
+
+
+def interp_grid_sites(
+    table: jax.Array, axis: jax.Array, grid: jax.Array, rows: jax.Array, slopes: jax.Array | None = None
+) -> jax.Array:
+    """:func:`interp_grid` for the rows ``rows`` of a 2-D ``table`` ``(n_k, n)``, **energy-major**:
+    ``out[m, j] = y~(rows[j], grid[m])``, shape ``(len(grid), len(rows))``.
+
+    The same arithmetic as :func:`interp_grid` element for element (so the same values), gathered straight
+    into the transposed layout a few grid energies at a time (a ``lax.map`` over chunks whose size divides
+    ``len(grid)``): the output is the only array of its size (no ``(n_k, len(grid))`` intermediate, no
+    transpose, no full-size index arrays)."""
+    i, t, h = locate(axis, grid, uniform=False)
+    n_grid = grid.shape[0]
+    chunk = max(d for d in range(1, 17) if n_grid % d == 0)
+    r = rows[None, :]
+
+    def block(args):
+        ib, tb, hb = (a[:, None] for a in args)
+        y0, y1 = table[r, ib], table[r, ib + 1]
+        if slopes is None:
+            return _lerp(y0, y1, tb)
+        return _hermite(y0, y1, slopes[r, ib], slopes[r, ib + 1], tb, hb)
+
+    out = jax.lax.map(block, tuple(a.reshape(-1, chunk) for a in (i, t, h)))
+    return out.reshape(n_grid, rows.shape[0])
 
 
 @jax.jit

@@ -410,18 +410,14 @@ class CheckerboardICM(AbstractIterativeSolver):
         def colours(table):  # (n_k, n_grid) -> energy-major per colour: a row per grid energy, contiguous
             return tuple(table[s].T for s in sites)
 
-        # the band-independent site terms (the likelihood): one table for all bands, not one per band
-        shared = None
-        for pre in parts.shared_tables(grid, k_shape):
-            if pre is not None:
-                pre = pre.reshape(n_k, n_grid)
-                shared = pre if shared is None else shared + pre
+        # the band-independent site terms (the likelihood): one table for all bands, not one per band,
+        # gathered straight into the energy-major layout of each colour
+        shared_c = parts.shared_colour_tables(grid, k_shape, sites)
         tabulated = [(w, t) for (w, t), kind in zip(parts.site, kinds) if kind == "table"]
         pointwise = tuple((w, t) for (w, t), kind in zip(parts.site, kinds) if kind == "pointwise")
-        if shared is None and not tabulated and not pointwise:  # no site term: zero unary costs
-            shared = jnp.zeros((n_k, n_grid), grid.dtype)
-        shared_c = (None, None) if shared is None else colours(shared)
-        del shared
+        if shared_c is None and not tabulated and not pointwise:  # no site term: zero unary costs
+            shared_c = tuple(jnp.zeros((n_grid, len(s)), grid.dtype) for s in sites)
+        shared_c = (None, None) if shared_c is None else shared_c
 
         def band_parts(b):
             tables = None
