@@ -78,11 +78,17 @@ class AbstractSiteTerm(AbstractTerm):
         idx = jnp.arange(bands.shape[0])
         return jnp.sum(jax.vmap(self.site_energy)(idx, bands))
 
-    def grid_table_sites(self, band: jax.Array, grid: jax.Array, k_shape: tuple[int, ...], sites) -> jax.Array:
+    def grid_table_sites(
+        self, band: jax.Array, grid: jax.Array, k_shape: tuple[int, ...], sites, weight=None
+    ) -> jax.Array:
         """:meth:`grid_table` at the flat site indices ``sites`` only, energy-major: shape
-        ``(len(grid), len(sites))`` (the layout discrete solvers read row by row). Terms with a direct form
-        override it to avoid forming the whole table first."""
-        return self.grid_table(band, grid, k_shape).reshape(-1, grid.shape[0])[sites].T
+        ``(len(grid), len(sites))`` (the layout discrete solvers read row by row); with ``weight``,
+        ``(weight * table).astype(grid.dtype)``. Terms with a direct form override it to avoid forming the
+        whole table first."""
+        table = self.grid_table(band, grid, k_shape)
+        if weight is not None:
+            table = (weight * table).astype(grid.dtype)
+        return table.reshape(-1, grid.shape[0])[sites].T
 
     def site_params(self, band: jax.Array):
         """Optional **pointwise form** ``f_b(k, E) = site_cost(p_b(k), E)``: the per-site parameters

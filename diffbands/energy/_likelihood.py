@@ -143,17 +143,24 @@ class IntensityLikelihood(AbstractSiteTerm):
         y = interp_grid(self.table, self.energy, grid, self.slopes).astype(self.table.dtype)
         return -y if self.space == "log" else -jnp.log(jnp.maximum(y, self.floor_value))
 
-    def grid_table_sites(self, band: jax.Array, grid: jax.Array, k_shape: tuple[int, ...], sites) -> jax.Array:
-        """:meth:`grid_table` at the flat sites ``sites``, energy-major ``(len(grid), len(sites))``: the same
-        values, gathered straight from the stored table in one pass (no full-size intermediate)."""
+    def grid_table_sites(
+        self, band: jax.Array, grid: jax.Array, k_shape: tuple[int, ...], sites, weight=None
+    ) -> jax.Array:
+        """:meth:`grid_table` at the flat sites ``sites``, energy-major ``(len(grid), len(sites))`` (times
+        ``weight``, cast to ``grid``'s dtype): the same values, gathered straight from the stored table in one
+        pass (no full-size intermediate)."""
         del band
         if tuple(k_shape) != self.k_shape:
             raise ShapeError("k_shape", f"{tuple(k_shape)} differs from the intensity's k_shape {self.k_shape}")
         n = self.table.shape[-1]
         slopes = None if self.slopes is None else self.slopes.reshape(-1, n)
-        y = interp_grid_sites(self.table.reshape(-1, n), self.energy, grid, jnp.asarray(sites), slopes)
-        y = y.astype(self.table.dtype)
-        return -y if self.space == "log" else -jnp.log(jnp.maximum(y, self.floor_value))
+
+        def post(y):
+            y = y.astype(self.table.dtype)
+            y = -y if self.space == "log" else -jnp.log(jnp.maximum(y, self.floor_value))
+            return y if weight is None else (weight * y).astype(grid.dtype)
+
+        return interp_grid_sites(self.table.reshape(-1, n), self.energy, grid, jnp.asarray(sites), slopes, post)
 
 
 @functools.partial(jax.jit, static_argnums=(3, 4))

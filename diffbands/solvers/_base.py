@@ -203,8 +203,7 @@ class GridDecomposition(eqx.Module):
         for (w, term), kind in zip(self.site, self.kinds()):
             if kind != "shared":
                 continue
-            parts = tuple((w * term.grid_table_sites(jnp.zeros((), jnp.int32), grid, k_shape, s)).astype(grid.dtype)
-                          for s in sites)
+            parts = tuple(term.grid_table_sites(jnp.zeros((), jnp.int32), grid, k_shape, s, w) for s in sites)
             out = parts if out is None else tuple(a + b for a, b in zip(out, parts))
         return out
 

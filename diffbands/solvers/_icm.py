@@ -336,11 +336,16 @@ class CheckerboardICM(AbstractIterativeSolver):
     feature.
 
     Any momentum-grid shape works: odd and non-square grids, 1-D cuts (2 neighbours), 3-D grids. Bands
-    are independent here and are processed ``band_batch`` at a time (``None``: all at once), which bounds
-    the temporary memory; the unary tables of all bands (``n_bands * n_k * n_grid`` floats) are computed
-    once in :meth:`init` (a band-independent likelihood table once for all bands) and kept for the whole
-    solve. With ``band_batch=1`` (default) an epoch loops over the bands with ``fori_loop`` and reads each
-    band's rows in place from the stacked tables (``lax.map`` would copy a band's whole table out of the
+    are independent here and are processed ``band_batch`` at a time (``None``: all at once).
+
+    **Memory.** The unary costs are not stored per band. :meth:`init` tabulates the band-independent
+    site terms (the likelihood) **once for all bands**, ``n_k * n_grid`` floats in the energy-major layout
+    of the two colours, gathered straight from the likelihood's table; site terms with a pointwise form
+    (:meth:`~diffbands.energy.AbstractSiteTerm.site_params`, e.g. the theory prior) are evaluated on the
+    fly from ``n_bands * n_k`` parameters, with the arithmetic of their tables (identical values); only
+    other site terms get a table per band. So 14 bands need the memory of one (measured with
+    ``benchmarks/memory_scale.py``). With ``band_batch=1`` (default) an epoch loops over the bands with
+    ``fori_loop`` and reads each band's rows in place (``lax.map`` would copy a band's costs out of a
     stack at every epoch: at 256 x 256 x 470 that copy cost more than the epoch itself).
 
     **Cost per epoch.** The conditional minimum of a site can only be at grid energies within
