@@ -96,7 +96,8 @@ class _Unary(NamedTuple):
             out = self.shared[m] if cols is None else self.shared[m, cols]
         if self.tables is not None:
             lead = () if self.band is None else (self.band,)
-            t = self.tables[(*lead, m)] if cols is None else self.tables[(*lead, m, cols)]
+            index = (*lead, m) if cols is None else (*lead, m, cols)
+            t = self.tables[index]
             out = t if out is None else out + t
         for w, term, params in self.pointwise:
             p = (w * term.site_cost(params, self.grid[m])).astype(self.dtype)
@@ -422,7 +423,7 @@ class CheckerboardICM(AbstractIterativeSolver):
         pointwise = tuple((w, t) for (w, t), kind in zip(parts.site, kinds) if kind == "pointwise")
         if shared_c is None and not tabulated and not pointwise:  # no site term: zero unary costs
             shared_c = tuple(jnp.zeros((n_grid, len(s)), grid.dtype) for s in sites)
-        shared_c = (None, None) if shared_c is None else shared_c
+        shared_pair: tuple = (None, None) if shared_c is None else shared_c
 
         def band_parts(b):
             tables = None
@@ -435,7 +436,7 @@ class CheckerboardICM(AbstractIterativeSolver):
         band_ids = jnp.arange(n_bands)
         tables_c, params_c = self._map_bands(band_parts, band_ids)
         unary = tuple(
-            _ColourUnary(shared_c[c], None if tables_c is None else tables_c[c], tuple(p[c] for p in params_c))
+            _ColourUnary(shared_pair[c], None if tables_c is None else tables_c[c], tuple(p[c] for p in params_c))
             for c in range(2)
         )
 
