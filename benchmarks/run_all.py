@@ -300,7 +300,9 @@ def bench_b3(args, log) -> dict:
             xs = [x(r["config"]) for r in ok]
             fits = {"epoch_time": fit_exponent(xs, [r["step_s"]["min"] for r in ok]),
                     "init_time": fit_exponent(xs, [r["init_s"]["min"] for r in ok]),
-                    "peak_rss": fit_exponent(xs, [r["peak_rss_bytes"] for r in ok])}
+                    "peak_rss": fit_exponent(xs, [r["peak_rss_bytes"] for r in ok]),
+                    # the solve's own memory (the process baseline, ~360 MiB, flattens the absolute peak)
+                    "solve_memory": fit_exponent(xs, [r["peak_rss_bytes"] - r["rss_before_solve_bytes"] for r in ok])}
         out["scans"][scan] = {"x": scan, "rows": rows, "fitted_exponents": fits}
         log(f"B3 {scan}: exponents {fits}")
     return out

@@ -144,17 +144,24 @@ def _check_axis(field: str, values, *, allow_descending: bool) -> tuple[np.ndarr
     )
 
 
-def _stored(field: str, arr: np.ndarray, dtype, *, axis: bool = False) -> np.ndarray:
+def _stored(field: str, arr: np.ndarray, dtype, *, axis: bool = False, copy: bool = True) -> np.ndarray:
     """``arr`` cast to the storage ``dtype``; values that overflow it, or axis points that merge at its
-    precision, are refused (they would silently become Inf or a non-monotonic axis)."""
+    precision, are refused (they would silently become Inf or a non-monotonic axis). ``copy=False``: ``arr``
+    itself when it has the dtype already (only for a caller that copies it next)."""
     with np.errstate(over="ignore"):
-        out = np.asarray(arr).astype(np.dtype(dtype))
+        out = np.asarray(arr).astype(np.dtype(dtype), copy=copy)
     if out.dtype.kind == "f" and not np.all(np.isfinite(out)):
         big = float(np.max(np.abs(np.asarray(arr, dtype=np.float64))))
         raise NonFiniteError(field, f"values up to {big:.4g} overflow {out.dtype}; rescale them")
     if axis and not np.all(np.diff(out) > 0):
         raise AxisError(field, f"points are closer than the precision of {out.dtype} and merge; rescale the axis")
     return out
+
+
+def _private_copy(arr: np.ndarray) -> jax.Array:
+    """A JAX array holding its own copy of ``arr``, made once (``jnp.asarray`` of a large array made two
+    host copies on CPU), and finished before returning, so later changes to ``arr`` cannot reach it."""
+    return jax.block_until_ready(jax.device_put(arr, may_alias=False))
 
 
 def _is_uniform(axis: np.ndarray) -> bool:
@@ -263,7 +270,7 @@ class BandMap(eqx.Module):
                 "or pass allow_negative=True",
             )
         dtype = _float_dtype()
-        self.intensity = jnp.asarray(_stored("intensity", arr, dtype))
+        self.intensity = _private_copy(_stored("intensity", arr, dtype, copy=False))
         self.coords = tuple(
             jnp.asarray(_stored(f"coords['{n}']", c, dtype, axis=True)) for n, c in zip(dims, axes)
         )

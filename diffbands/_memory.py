@@ -82,14 +82,23 @@ def check_memory(what: str, nbytes: float) -> None:
 # Temporaries of one band's grid table (interval gathers, Hermite weights, the table itself): a rough count
 # of (n_k, n_grid) arrays alive at once while a table is built.
 _TABLE_TEMPORARIES = 8
+# The ICM's one table shared by all bands (the likelihood), gathered straight into its energy-major layout:
+# the kept table and about one more of its size at the peak (measured 2.0 at 256 x 256 x 470,
+# benchmarks/memory_scale.py).
+_SHARED_TABLES = 2
 
 
-def estimate_solve_bytes(solver, bands_shape: tuple[int, ...], n_grid: int | None, itemsize: int) -> int:
+def estimate_solve_bytes(
+    solver, bands_shape: tuple[int, ...], n_grid: int | None, itemsize: int, energy=None
+) -> int:
     """A rough upper estimate of the memory (bytes) ``solve(solver, ...)`` allocates for bands of shape
     ``bands_shape = (n_bands, *k_shape)`` on an energy grid of ``n_grid`` points.
 
-    * Checkerboard ICM keeps all unary tables (``n_bands * n_k * n_grid`` floats) and builds
-      ``band_batch`` of them at a time (about 8 table-sized temporaries each).
+    * Checkerboard ICM keeps one table (``n_k * n_grid`` floats) for the site terms shared by all bands
+      (the likelihood; about 2 tables at the peak) and a table per band only for site terms that are
+      neither shared nor pointwise (:meth:`~diffbands.energy.AbstractSiteTerm.site_params`), built
+      ``band_batch`` at a time (about 8 table-sized temporaries each). Without ``energy`` every band is
+      assumed to need its own table (the upper bound).
     * Chain DP builds one band's table at a time, with ``n_k * n_grid`` int32 back-pointers and two
       ``n_grid x n_grid`` transition matrices.
     * Gradient solvers need a few dozen copies of the bands (iterates, gradients, L-BFGS memory).
@@ -98,6 +107,11 @@ def estimate_solve_bytes(solver, bands_shape: tuple[int, ...], n_grid: int | Non
     """
     from .solvers import ChainDP, CheckerboardICM, Default, GradientMAP
 
+    kinds = None
+    if energy is not None:
+        from .solvers._base import decompose
+
+        kinds = decompose(energy, "estimate", True).kinds()
     n_bands = int(bands_shape[0])
     n_k = 1
     for s in bands_shape[1:]:
@@ -113,7 +127,10 @@ def estimate_solve_bytes(solver, bands_shape: tuple[int, ...], n_grid: int | Non
             return max(one(disc), one(s.refine) if s.refine is not None else 0)
         if isinstance(s, CheckerboardICM):
             batch = n_bands if s.band_batch is None else min(s.band_batch, n_bands)
-            return n_bands * table + _TABLE_TEMPORARIES * batch * table + grad
+            per_band = n_bands * table + _TABLE_TEMPORARIES * batch * table
+            if kinds is None:
+                return per_band + grad
+            return _SHARED_TABLES * table + (per_band if "table" in kinds else 0) + grad
         if isinstance(s, ChainDP):
             ptr = n_k * (n_grid or 0) * 4
             pair = 2 * (n_grid or 0) ** 2 * itemsize

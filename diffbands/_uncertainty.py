@@ -45,8 +45,6 @@ Methods for the diagonal of :math:`H^{-1}`:
 
 from __future__ import annotations
 
-import itertools
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -114,38 +112,56 @@ def _hvp_fn(rest: AbstractTerm | None, e: jax.Array, diag_extra: jax.Array):
     return hvp
 
 
-def _colour_probes(shape: tuple[int, ...], period: int) -> np.ndarray:
-    """0/1 probing vectors ``(n_probes, *shape)``: per band, one per colour ``(i mod p, j mod p, ...)``."""
-    n_bands, k_shape = shape[0], shape[1:]
+def _n_probes(shape: tuple[int, ...], period: int) -> int:
+    return int(shape[0] * np.prod([min(period, n) for n in shape[1:]], dtype=int))
+
+
+def _probe(i: jax.Array, shape: tuple[int, ...], period: int, dtype) -> jax.Array:
+    """The 0/1 probing vector number ``i`` (shape ``shape``): 1 on the sites of band ``i // n_colours``
+    whose colour ``(i mod p, j mod p, ...)`` (row-major number) is ``i % n_colours``; built on its own,
+    without forming the ``(n_probes, *shape)`` stack of all of them."""
+    k_shape = shape[1:]
     periods = [min(period, n) for n in k_shape]
-    grids = np.meshgrid(*[np.arange(n) for n in k_shape], indexing="ij")
-    probes = []
-    for b in range(n_bands):
-        for colour in itertools.product(*[range(p) for p in periods]):
-            v = np.zeros(shape)
-            sel = np.ones(k_shape, bool)
-            for g, c, p in zip(grids, colour, periods):
-                sel &= g % p == c
-            v[b][sel] = 1.0
-            probes.append(v)
-    return np.stack(probes)
+    n_colours = int(np.prod(periods, dtype=int))
+    colour = np.zeros(k_shape, dtype=np.int32)  # the colour of each site, row-major over the axes
+    for ax, (n, p) in enumerate(zip(k_shape, periods)):
+        along = (np.arange(n) % p).reshape([n if a == ax else 1 for a in range(len(k_shape))])
+        colour = colour * p + along
+    band = jnp.arange(shape[0]).reshape((-1,) + (1,) * len(k_shape))
+    return ((band == i // n_colours) & (jnp.asarray(colour) == i % n_colours)).astype(dtype)
+
+
+def _sum_over_probes(fn, shape, period, dtype, batch: int):
+    """``sum_i fn(probe_i)`` over all probes, ``batch`` probes at a time (``vmap``ped, as ``lax.map`` with
+    ``batch_size`` groups them) without forming the ``(n_probes, *shape)`` stack. The probes are disjoint
+    and ``fn(v)`` is multiplied by ``v``, so every entry of the sum has one nonzero addend: exact."""
+    n = _n_probes(shape, period)
+    one = jax.vmap(lambda i: fn(_probe(i, shape, period, dtype)))
+    total = jnp.zeros(shape, dtype)
+    n_full = (n // batch) * batch
+    if n_full:
+        ids = jnp.arange(n_full).reshape(-1, batch)
+        total = jax.lax.fori_loop(0, ids.shape[0], lambda j, acc: acc + jnp.sum(one(ids[j]), axis=0), total)
+    if n > n_full:
+        total = total + jnp.sum(one(jnp.arange(n_full, n)), axis=0)
+    return total
 
 
 @eqx.filter_jit
-def _probe_diag_of_inverse(rest, e, diag_extra, probes, precond_diag, tol, maxiter):
+def _probe_diag_of_inverse(rest, e, diag_extra, period, precond_diag, tol, maxiter):
     hvp = _hvp_fn(rest, e, diag_extra)
 
     def solve_one(v):
         x, _ = cg(hvp, v, tol=tol, maxiter=maxiter, M=lambda r: r / precond_diag)
         return x * v
 
-    return jnp.sum(jax.lax.map(solve_one, probes, batch_size=8), axis=0)
+    return _sum_over_probes(solve_one, e.shape, period, e.dtype, batch=8)
 
 
 @eqx.filter_jit
-def _probe_diag(rest, e, diag_extra, probes):
+def _probe_diag(rest, e, diag_extra, period):
     hvp = _hvp_fn(rest, e, diag_extra)
-    return jnp.sum(jax.vmap(lambda v: hvp(v) * v)(probes), axis=0)
+    return _sum_over_probes(lambda v: hvp(v) * v, e.shape, period, e.dtype, batch=1)
 
 
 def low_confidence(energy: AbstractTerm, bands, *, min_curvature: float | None = None) -> jax.Array:
@@ -206,7 +222,7 @@ def band_uncertainty(
     curv = jnp.maximum(_site_curvature(site, e), 0)
     diag_extra = curv + jnp.asarray(damping, e.dtype)
     # the diagonal of H: exact for couplings of range < 3 sites (neighbours, curvature, same-k bands)
-    h_diag = _probe_diag(rest, e, diag_extra, jnp.asarray(_colour_probes(e.shape, 3), e.dtype))
+    h_diag = _probe_diag(rest, e, diag_extra, 3)
     cap = jnp.asarray(1.0 / damping, e.dtype)  # the window prior's variance: "somewhere in the window"
     indefinite = h_diag < jnp.asarray(damping, e.dtype)  # a non-convex term outweighs data and window prior
     h_diag = jnp.maximum(h_diag, jnp.asarray(damping, e.dtype))
@@ -221,8 +237,7 @@ def band_uncertainty(
         h = 0.5 * (np.asarray(cols, np.float64) + np.asarray(cols, np.float64).T)
         var = jnp.asarray(np.diag(np.linalg.inv(h)).reshape(e.shape), e.dtype)
     else:
-        probes = jnp.asarray(_colour_probes(e.shape, period), e.dtype)
-        var = _probe_diag_of_inverse(rest, e, diag_extra, probes, h_diag, tol, maxiter)
+        var = _probe_diag_of_inverse(rest, e, diag_extra, period, h_diag, tol, maxiter)
     # var > 0 for a positive-definite H; guard against round-off in ill-conditioned corners, and give the
     # window cap where H is indefinite (see the module docstring)
     var = jnp.where(jnp.isfinite(var) & (var > 0), var, cap)

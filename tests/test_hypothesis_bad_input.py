@@ -558,13 +558,14 @@ def test_too_large_for_memory_is_refused(n_bands, k_shape, n_e, solver_name):
     axes = [np.linspace(-1, 1, n) for n in k_shape]
     bm = db.BandMap(np.ones((*k_shape, n_e)), axes + [e])
     init = db.Bands(np.full((n_bands, *k_shape), -1.0), axes)
-    need = estimate_solve_bytes(solver, (n_bands, *k_shape), n_e, 4)
+    energy = db.default_energy(bm, interp="linear")  # linear: no spline compile
+    need = estimate_solve_bytes(solver, (n_bands, *k_shape), n_e, 4, energy)
     # the estimate covers at least the bands, and for grid solvers the unary table of one band
     assert need >= n_bands * int(np.prod(k_shape)) * 4
     if solver_name != "gradient":
         assert need >= int(np.prod(k_shape)) * n_e * 4
     with memory_limit(need // 2), pytest.raises(ResourceError) as err:
-        db.reconstruct(db.default_energy(bm, interp="linear"), init, solver)  # linear: no spline compile
+        db.reconstruct(energy, init, solver)
     assert "bytes" in str(err.value) and str(need) in str(err.value)
 
 

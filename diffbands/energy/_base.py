@@ -78,6 +78,33 @@ class AbstractSiteTerm(AbstractTerm):
         idx = jnp.arange(bands.shape[0])
         return jnp.sum(jax.vmap(self.site_energy)(idx, bands))
 
+    def grid_table_sites(
+        self, band: jax.Array, grid: jax.Array, k_shape: tuple[int, ...], sites, weight=None
+    ) -> jax.Array:
+        """:meth:`grid_table` at the flat site indices ``sites`` only, energy-major: shape
+        ``(len(grid), len(sites))`` (the layout discrete solvers read row by row); with ``weight``,
+        ``(weight * table).astype(grid.dtype)``. Terms with a direct form override it to avoid forming the
+        whole table first."""
+        table = self.grid_table(band, grid, k_shape)
+        if weight is not None:
+            table = (weight * table).astype(grid.dtype)
+        return table.reshape(-1, grid.shape[0])[sites].T
+
+    def site_params(self, band: jax.Array):
+        """Optional **pointwise form** ``f_b(k, E) = site_cost(p_b(k), E)``: the per-site parameters
+        ``p_b`` (a PyTree whose leaves have the k-grid shape or are scalars), or ``None`` (the default).
+
+        Discrete solvers evaluate a term with a pointwise form on the fly, one grid energy at a time, from
+        ``p_b`` instead of storing its ``(n_k, n_grid)`` table for every band (e.g. the theory prior: one
+        target energy per site instead of a table as large as the data)."""
+        del band
+        return None
+
+    def site_cost(self, params, values: jax.Array) -> jax.Array:
+        """``f(p, E)`` elementwise for parameters ``params`` from :meth:`site_params` (leaves broadcast
+        against ``values``); only needed when :meth:`site_params` is not ``None``."""
+        raise NotImplementedError(f"{type(self).__name__} has no pointwise form (site_params returns None)")
+
     def grid_table(self, band: jax.Array, grid: jax.Array, k_shape: tuple[int, ...]) -> jax.Array:
         """Per-site cost of every grid energy: shape ``(*k_shape, len(grid))``.
 

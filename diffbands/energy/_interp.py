@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax.lax.linalg import tridiagonal_solve
 
-__all__ = ["locate", "interp_linear", "interp_cubic", "interp_grid", "cubic_slopes"]
+__all__ = ["locate", "interp_linear", "interp_cubic", "interp_grid", "interp_grid_sites", "cubic_slopes"]
 
 
 def locate(axis: jax.Array, x: jax.Array, uniform: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -92,6 +92,36 @@ def interp_grid(table: jax.Array, axis: jax.Array, grid: jax.Array, slopes: jax.
     return _hermite(y0, y1, slopes[..., i], slopes[..., i + 1], t, h)
 
 
+def interp_grid_sites(
+    table: jax.Array, axis: jax.Array, grid: jax.Array, rows: jax.Array, slopes: jax.Array | None = None,
+    post=None,
+) -> jax.Array:
+    """:func:`interp_grid` for the rows ``rows`` of a 2-D ``table`` ``(n_k, n)``, **energy-major**:
+    ``out[m, j] = y~(rows[j], grid[m])``, shape ``(len(grid), len(rows))``.
+
+    The same arithmetic as :func:`interp_grid` element for element (so the same values), gathered straight
+    into the transposed layout a few grid energies at a time (a ``lax.map`` over chunks whose size divides
+    ``len(grid)``): the output is the only array of its size (no ``(n_k, len(grid))`` intermediate, no
+    transpose, no full-size index arrays). ``post`` (elementwise) is applied to each block before it is
+    stored, so that e.g. a sign and a weight cost no second array either."""
+    i, t, h = locate(axis, grid, uniform=False)
+    n_grid = grid.shape[0]
+    chunk = max(d for d in range(1, 17) if n_grid % d == 0)
+    r = rows[None, :]
+
+    def block(args):
+        ib, tb, hb = (a[:, None] for a in args)
+        y0, y1 = table[r, ib], table[r, ib + 1]
+        if slopes is None:
+            y = _lerp(y0, y1, tb)
+        else:
+            y = _hermite(y0, y1, slopes[r, ib], slopes[r, ib + 1], tb, hb)
+        return y if post is None else post(y)
+
+    out = jax.lax.map(block, tuple(a.reshape(-1, chunk) for a in (i, t, h)))
+    return out.reshape(n_grid, rows.shape[0])
+
+
 @jax.jit
 def cubic_slopes(table: jax.Array, axis: jax.Array) -> jax.Array:
     """Knot slopes ``m`` of the natural cubic spline through ``table`` (last axis on ``axis``); same shape.
@@ -100,14 +130,27 @@ def cubic_slopes(table: jax.Array, axis: jax.Array) -> jax.Array:
     derivative at interior knots and zero curvature at the ends give the tridiagonal system
     ``2 m_0 + m_1 = 3 d_0``;
     ``h_i m_{i-1} + 2 (h_{i-1} + h_i) m_i + h_{i-1} m_{i+1} = 3 (h_i d_{i-1} + h_{i-1} d_i)``;
-    ``m_{n-2} + 2 m_{n-1} = 3 d_{n-2}``, solved for all momenta at once.
+    ``m_{n-2} + 2 m_{n-1} = 3 d_{n-2}``, solved for all momenta, a block of (at most 4096) momenta at a
+    time (``lax.map``): the temporaries (secants, right-hand sides, their transposes) are a block's, not
+    the volume's, and each momentum's system is solved exactly as in one call for all.
     """
     n = axis.shape[-1]
-    h = jnp.diff(axis).astype(table.dtype)
-    d = jnp.diff(table, axis=-1) / h  # (*k, n - 1)
+    k_shape = table.shape[:-1]
+    flat = table.reshape(-1, n)
+    n_k = flat.shape[0]
+    block = max(d for d in range(1, min(n_k, 4096) + 1) if n_k % d == 0)
+    out = jax.lax.map(lambda rows: _slopes_of_rows(rows, axis), flat.reshape(-1, block, n))
+    return out.reshape(*k_shape, n)
+
+
+def _slopes_of_rows(rows: jax.Array, axis: jax.Array) -> jax.Array:
+    """:func:`cubic_slopes` of a ``(n_rows, n)`` block."""
+    n = axis.shape[-1]
+    h = jnp.diff(axis).astype(rows.dtype)
+    d = jnp.diff(rows, axis=-1) / h  # (n_rows, n - 1)
 
     def ends(first, middle, last):
-        return jnp.concatenate([jnp.full((1,), first, table.dtype), middle, jnp.full((1,), last, table.dtype)])
+        return jnp.concatenate([jnp.full((1,), first, rows.dtype), middle, jnp.full((1,), last, rows.dtype)])
 
     lower = ends(0, h[1:], 1)  # coefficient of m_{i-1} in row i
     diag = ends(2, 2 * (h[:-1] + h[1:]), 2)
@@ -115,7 +158,5 @@ def cubic_slopes(table: jax.Array, axis: jax.Array) -> jax.Array:
     rhs = jnp.concatenate(
         [3 * d[..., :1], 3 * (h[1:] * d[..., :-1] + h[:-1] * d[..., 1:]), 3 * d[..., -1:]], axis=-1
     )
-    k_shape = table.shape[:-1]
-    rhs = rhs.reshape(-1, n).T  # (n, n_sites): one right-hand side per momentum
-    m = tridiagonal_solve(lower, diag, upper, rhs)
-    return m.T.reshape(*k_shape, n)
+    m = tridiagonal_solve(lower, diag, upper, rhs.reshape(-1, n).T)  # one right-hand side per momentum
+    return m.T

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._data import BandMap, _as_real_array, _check_axis, _check_finite, _float_dtype, _is_uniform
+from .._data import (
+    BandMap,
+    _as_real_array,
+    _check_axis,
+    _check_finite,
+    _float_dtype,
+    _is_uniform,
+    _private_copy,
+)
 from .._errors import ShapeError, ValidationError
 from ._base import AbstractSiteTerm
-from ._interp import cubic_slopes, interp_cubic, interp_grid, interp_linear
+from ._interp import cubic_slopes, interp_cubic, interp_grid, interp_grid_sites, interp_linear
 
 __all__ = ["IntensityLikelihood"]
 
@@ -86,12 +96,7 @@ class IntensityLikelihood(AbstractSiteTerm):
         peak = jnp.max(intensity)
         if not isinstance(peak, jax.core.Tracer) and not float(peak) > 0:
             raise ValidationError("intensity", "has no positive value; the likelihood needs some signal")
-        if normalize:
-            intensity = intensity / peak
-            peak = jnp.ones((), intensity.dtype)
-        floor_value = jnp.asarray(floor, intensity.dtype) * peak
-        floored = jnp.maximum(intensity, floor_value)
-        self.table = jnp.log(floored) if space == "log" else floored
+        self.table, floor_value = _floored_table(intensity, peak, jnp.asarray(floor, intensity.dtype), normalize, space)
         self.slopes = cubic_slopes(self.table, axis) if interp == "cubic" else None
         self.energy = axis
         self.floor_value = floor_value
@@ -138,6 +143,37 @@ class IntensityLikelihood(AbstractSiteTerm):
         y = interp_grid(self.table, self.energy, grid, self.slopes).astype(self.table.dtype)
         return -y if self.space == "log" else -jnp.log(jnp.maximum(y, self.floor_value))
 
+    def grid_table_sites(
+        self, band: jax.Array, grid: jax.Array, k_shape: tuple[int, ...], sites, weight=None
+    ) -> jax.Array:
+        """:meth:`grid_table` at the flat sites ``sites``, energy-major ``(len(grid), len(sites))`` (times
+        ``weight``, cast to ``grid``'s dtype): the same values, gathered straight from the stored table in one
+        pass (no full-size intermediate)."""
+        del band
+        if tuple(k_shape) != self.k_shape:
+            raise ShapeError("k_shape", f"{tuple(k_shape)} differs from the intensity's k_shape {self.k_shape}")
+        n = self.table.shape[-1]
+        slopes = None if self.slopes is None else self.slopes.reshape(-1, n)
+
+        def post(y):
+            y = y.astype(self.table.dtype)
+            y = -y if self.space == "log" else -jnp.log(jnp.maximum(y, self.floor_value))
+            return y if weight is None else (weight * y).astype(grid.dtype)
+
+        return interp_grid_sites(self.table.reshape(-1, n), self.energy, grid, jnp.asarray(sites), slopes, post)
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _floored_table(intensity, peak, floor, normalize: bool, space: str):
+    """``(log I_f or I_f, absolute floor)`` with ``I_f = max(I / peak, floor)`` (``normalize``) or
+    ``max(I, floor peak)``: one fused pass, no volume-sized temporaries."""
+    if normalize:
+        intensity = intensity / peak
+        peak = jnp.ones((), intensity.dtype)
+    floor_value = floor * peak
+    floored = jnp.maximum(intensity, floor_value)
+    return (jnp.log(floored) if space == "log" else floored), floor_value
+
 
 def _as_float(value) -> float:
     """``float(value)``, or NaN for anything that is not a real scalar (so range checks refuse it)."""
@@ -164,4 +200,4 @@ def _arrays(intensity, energy) -> tuple[jax.Array, jax.Array, bool]:
         arr = np.flip(arr, axis=-1)
     _check_finite("intensity", arr)
     dtype = _float_dtype()
-    return jnp.asarray(arr, dtype), jnp.asarray(axis, dtype), _is_uniform(axis)
+    return _private_copy(arr.astype(dtype, copy=False)), jnp.asarray(axis, dtype), _is_uniform(axis)

@@ -111,6 +111,15 @@ class TheoryPrior(AbstractSiteTerm):
         sigma = self.sigma if self.sigma.ndim == 0 else self.sigma[band]
         return (values - self.target()[band]) ** 2 / (2 * sigma**2)
 
+    def site_params(self, band: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(target_b(k), sigma_b)``: the pointwise form ``f = (E - target)^2 / (2 sigma^2)`` (discrete
+        solvers then need no table of this term)."""
+        return self.target()[band], self.sigma if self.sigma.ndim == 0 else self.sigma[band]
+
+    def site_cost(self, params, values: jax.Array) -> jax.Array:
+        target, sigma = params
+        return (values - target) ** 2 / (2 * sigma**2)  # the arithmetic of grid_table, element for element
+
     def grid_table(self, band: jax.Array, grid: jax.Array, k_shape: tuple[int, ...]) -> jax.Array:
         sigma = self.sigma if self.sigma.ndim == 0 else self.sigma[band]
         target = jnp.broadcast_to(self.target()[band], tuple(k_shape))

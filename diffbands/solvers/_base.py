@@ -205,6 +205,34 @@ class GridDecomposition(eqx.Module):
                 out.append(None)
         return tuple(out)
 
+    def shared_colour_tables(self, grid: jax.Array, k_shape: tuple[int, ...], sites) -> tuple[jax.Array, ...] | None:
+        """The sum of the band-independent site terms (:meth:`kinds` ``"shared"``, weights included) on each
+        group of flat sites in ``sites``, energy-major ``(len(grid), len(s))``; ``None`` if there are none.
+        The same values as :meth:`shared_tables` (added in term order), without a full-size table."""
+        out = None
+        for (w, term), kind in zip(self.site, self.kinds()):
+            if kind != "shared":
+                continue
+            parts = tuple(term.grid_table_sites(jnp.zeros((), jnp.int32), grid, k_shape, s, w) for s in sites)
+            out = parts if out is None else tuple(a + b for a, b in zip(out, parts))
+        return out
+
+    def kinds(self) -> tuple[str, ...]:
+        """How a discrete solver can hold each site term (in order): ``"shared"`` (the same table for every
+        band: tabulate once), ``"pointwise"`` (:meth:`~diffbands.energy.AbstractSiteTerm.site_params` is
+        not ``None``: evaluate on the fly) or ``"table"`` (tabulate per band)."""
+        from ..energy._likelihood import IntensityLikelihood
+
+        out = []
+        for _, term in self.site:
+            if isinstance(term, IntensityLikelihood) or getattr(term, "band_independent", False) is True:
+                out.append("shared")
+            elif term.site_params(jnp.zeros((), jnp.int32)) is not None:
+                out.append("pointwise")
+            else:
+                out.append("table")
+        return tuple(out)
+
     def unary_table(self, band: jax.Array, grid: jax.Array, k_shape: tuple[int, ...], shared=None) -> jax.Array:
         """``sum_s w_s f_s,b(k, grid[m])``, shape ``(*k_shape, len(grid))`` (terms added in order, a
         precomputed ``shared[s]`` used where given)."""
@@ -351,7 +379,7 @@ def solve(solver: AbstractSolver, energy: AbstractTerm, bands0, grid=None) -> So
         from .._memory import check_memory, estimate_solve_bytes
 
         n_grid = None if grid is None else int(grid.shape[0])
-        need = estimate_solve_bytes(solver, tuple(bands0.shape), n_grid, bands0.dtype.itemsize)
+        need = estimate_solve_bytes(solver, tuple(bands0.shape), n_grid, bands0.dtype.itemsize, energy)
         check_memory(f"solve ({type(solver).__name__}, bands {tuple(bands0.shape)}, grid {n_grid})", need)
     return _run_jit(solver, energy, bands0, grid)
 

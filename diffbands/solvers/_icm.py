@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import equinox as eqx
@@ -11,7 +12,14 @@ import numpy as np
 
 from .._errors import ValidationError
 from ..energy._base import AbstractTerm
-from ._base import AbstractIterativeSolver, SolveResult, _placeholder_result, decompose, snap_to_grid
+from ._base import (
+    AbstractIterativeSolver,
+    GridDecomposition,
+    SolveResult,
+    _placeholder_result,
+    decompose,
+    snap_to_grid,
+)
 
 __all__ = ["CheckerboardICM"]
 
@@ -52,30 +60,78 @@ def neighbour_sum(x: jax.Array) -> jax.Array:
     return out
 
 
-class _BandTable(NamedTuple):
-    """Band ``band`` of an energy-major table ``(n_bands, n_grid, n_sites)``, read row by row in place
-    (slicing the band out first would copy it in every loop iteration); ``band=None``: a 2-D table."""
+class _Unary(NamedTuple):
+    """The unary costs of one band on the sites of one colour, energy-major ``(n_grid, n_sites)``, read row
+    by row (or at one index per site) without forming the band's table:
 
-    table: jax.Array
+    ``u(m, s) = shared[m, s] + tables[band, m, s] + sum_p w_p f_p(params_p[s], grid[m])``,
+
+    each part optional (the parts present are added in this order). ``shared`` is the same array for every
+    band (the likelihood: one table for all bands), ``tables`` stacks the site terms that are tabulated per
+    band (``band=None``: ``tables`` is a single 2-D table), and each pointwise term
+    (:meth:`~diffbands.energy.AbstractSiteTerm.site_params`) is evaluated on the fly from its per-site
+    parameters, with the arithmetic of its ``grid_table``, so the values equal those of a full table.
+    Reading rows in place also avoids copying a band's table out of a stack in every loop iteration."""
+
+    shared: jax.Array | None = None
+    tables: jax.Array | None = None
     band: jax.Array | None = None
+    pointwise: tuple = ()  # ((weight, term, params), ...), params leaves (n_sites,) or scalars
+    grid: jax.Array | None = None
+
+    @property
+    def dtype(self):
+        base = self.shared if self.shared is not None else self.tables
+        return base.dtype if base is not None else self.grid.dtype
+
+    @property
+    def n_grid(self) -> int:
+        base = self.shared if self.shared is not None else self.tables
+        return base.shape[-2] if base is not None else self.grid.shape[0]
+
+    def _costs(self, m, cols=None):
+        """Costs at grid index ``m`` (a scalar: a whole row; per site with ``cols``: one entry per site)."""
+        out = None
+        if self.shared is not None:
+            out = self.shared[m] if cols is None else self.shared[m, cols]
+        if self.tables is not None:
+            lead = () if self.band is None else (self.band,)
+            index = (*lead, m) if cols is None else (*lead, m, cols)
+            t = self.tables[index]
+            out = t if out is None else out + t
+        for w, term, params in self.pointwise:
+            p = (w * term.site_cost(params, self.grid[m])).astype(self.dtype)
+            out = p if out is None else out + p
+        return out
 
     def row(self, m):
-        return self.table[m] if self.band is None else self.table[self.band, m]
+        """``u(m, :)`` (``m`` a scalar grid index)."""
+        return self._costs(m)
 
     def at(self, ref):
-        """``table[ref[s], s]`` for every site ``s``."""
-        if self.band is None:
-            return jnp.take_along_axis(self.table, ref[None, :], axis=0)[0]
-        return self.table[self.band, ref, jnp.arange(ref.shape[0])]
+        """``u(ref[s], s)`` for every site ``s``."""
+        return self._costs(ref, jnp.arange(ref.shape[0]))
 
     def full(self):
-        return self.table if self.band is None else self.table[self.band]
+        """The whole ``(n_grid, n_sites)`` table of this band (a temporary)."""
+        if self.shared is None and not self.pointwise:
+            return self.tables if self.band is None else self.tables[self.band]
+        return jax.vmap(self.row)(jnp.arange(self.n_grid))
+
+    def minimum(self):
+        """``min_m u(m, s)`` per site, streaming the rows (no table is formed)."""
+        first = self.row(0)
+        return jax.lax.fori_loop(1, self.n_grid, lambda m, acc: jnp.minimum(acc, self.row(m)), first, unroll=8)
+
+
+def _as_unary(x) -> _Unary:
+    return x if isinstance(x, _Unary) else _Unary(tables=x)
 
 
 def _conditional_argmin(unary, grid, weight, mu, energy_loop: bool, umin=None, ref=None) -> jax.Array:
     r"""``argmin_m unary[m, s] + weight[s] (grid[m] - mu[s])^2`` for every site ``s`` (first index on ties).
 
-    ``unary`` is energy-major, ``(n_grid, n_sites)`` (or a :class:`_BandTable`).
+    ``unary`` is energy-major, ``(n_grid, n_sites)`` (or a :class:`_Unary`).
 
     **Search window** (``energy_loop=True`` with ``umin``, the per-site minimum of ``unary`` over all grid
     energies): let ``r`` be any grid point (``ref``, per site; default the one nearest to ``mu``), with
@@ -89,7 +145,7 @@ def _conditional_argmin(unary, grid, weight, mu, energy_loop: bool, umin=None, r
     bind, it only shrinks when the smoothness term dominates the spread of the data term (``w = 0``
     searches the whole grid).
     """
-    unary = unary if isinstance(unary, _BandTable) else _BandTable(unary)
+    unary = _as_unary(unary)
     if not energy_loop:
         cost = unary.full() + weight[None, :] * jnp.square(grid[:, None] - mu[None, :])
         return jnp.argmin(cost, axis=0)
@@ -99,7 +155,7 @@ def _conditional_argmin(unary, grid, weight, mu, energy_loop: bool, umin=None, r
         better = cost < best  # strict: the first minimiser is kept, as argmin does
         return jnp.where(better, cost, best), jnp.where(better, m, arg)
 
-    init = (jnp.full(mu.shape, jnp.inf, dtype=unary.table.dtype), jnp.zeros(mu.shape, dtype=jnp.int32))
+    init = (jnp.full(mu.shape, jnp.inf, dtype=unary.dtype), jnp.zeros(mu.shape, dtype=jnp.int32))
     n_grid = grid.shape[0]
     if umin is None:
         # unrolling lets XLA keep several energies in flight per pass over the sites
@@ -127,11 +183,11 @@ def search_window(unary, grid, weight, mu, umin, ref=None) -> tuple[jax.Array, j
     ``ref`` (per site) is the grid index whose cost bounds the minimum (default: the grid point nearest
     ``mu``; the ICM passes the site's current index, which is as good once the neighbours agree and needs
     no search). Only two scalar searches in the grid are made, for the union of the site windows."""
-    unary = unary if isinstance(unary, _BandTable) else _BandTable(unary)
+    unary = _as_unary(unary)
     n_grid = grid.shape[0]
     ref = snap_to_grid(mu, grid) if ref is None else ref
     c_ref = unary.at(ref) + weight * jnp.square(grid[ref] - mu)
-    slack = (c_ref - umin) + 1e-4 * (jnp.abs(c_ref) + jnp.abs(umin)) + jnp.finfo(unary.table.dtype).tiny
+    slack = (c_ref - umin) + 1e-4 * (jnp.abs(c_ref) + jnp.abs(umin)) + jnp.finfo(unary.dtype).tiny
     slack = jnp.where(jnp.isnan(slack), jnp.inf, slack)  # inf - inf (a site with infinite costs): search all
     radius = jnp.where(weight > 0, jnp.sqrt(slack / jnp.where(weight > 0, weight, 1)), jnp.inf)
     lo = jnp.searchsorted(grid, jnp.min(mu - radius), side="left") - 1
@@ -146,7 +202,8 @@ def best_rigid_shift(table: jax.Array, coupling: jax.Array, idx: jax.Array, grid
     shift ``j`` with ``|j| * mean grid step <= max_shift`` (the coupling is invariant under a shift except
     where the band is clipped at the ends of the grid), and the best one is applied; ``j = 0`` is always a
     candidate, so the energy never increases. Ties go to the smaller ``|j|``, then the negative shift.
-    ``table`` is ``(n_k, n_grid)``, ``idx`` has the k-grid shape.
+    ``table`` is ``(n_k, n_grid)``, or a function returning ``table[k, n[k]]`` for flat indices ``n``
+    ``(n_k,)``; ``idx`` has the k-grid shape.
     """
     n_grid = grid.shape[0]
     if n_grid < 2:
@@ -158,7 +215,7 @@ def best_rigid_shift(table: jax.Array, coupling: jax.Array, idx: jax.Array, grid
         n = jnp.clip(flat + j, 0, n_grid - 1)
         e = grid[n].reshape(idx.shape)
         pair = sum(jnp.sum(jnp.square(jnp.diff(e, axis=ax))) for ax in range(e.ndim))
-        u = jnp.sum(jnp.take_along_axis(table, n[:, None], axis=1))
+        u = jnp.sum(table(n) if callable(table) else jnp.take_along_axis(table, n[:, None], axis=1))
         return u + coupling * pair
 
     # Candidates in the order 0, -1, +1, -2, +2, ... with a strict ``<``: ties go to the smaller |j|, then
@@ -183,15 +240,57 @@ def best_rigid_shift(table: jax.Array, coupling: jax.Array, idx: jax.Array, grid
 def _own_energy(idx, unary, coupling, grid, sites) -> jax.Array:
     """ICM's energy of one band from its tables: ``sum_k u(k, n(k)) + c sum_<k,k'> (G_n(k) - G_n(k'))^2``."""
     flat = idx.reshape(-1)
-    u = sum(jnp.sum((t if isinstance(t, _BandTable) else _BandTable(t)).at(flat[s])) for t, s in zip(unary, sites))
+    u = sum(jnp.sum(_as_unary(t).at(flat[s])) for t, s in zip(unary, sites))
     e = grid[idx]
     pair = sum(jnp.sum(jnp.square(jnp.diff(e, axis=ax))) for ax in range(e.ndim))
     return u + coupling * pair
 
 
+def _k_major_at(views: tuple[_Unary, _Unary], sites) -> Callable[[jax.Array], jax.Array]:
+    """``n -> u(k, n[k])`` in k order (flat ``n`` of shape ``(n_k,)``) from the two colours' unaries."""
+
+    def at(n):
+        out = jnp.zeros(n.shape, views[0].dtype)
+        for view, s in zip(views, sites):
+            out = out.at[s].set(view.at(n[s]))
+        return out
+
+    return at
+
+
+def _site_params(term, band, k_shape: tuple[int, ...], sites) -> tuple:
+    """``term.site_params(band)`` gathered on each colour's sites: leaves ``(n_sites,)``; scalars kept."""
+    params = term.site_params(band)
+
+    def on(s):
+        def leaf(x):
+            x = jnp.asarray(x)
+            return x if x.ndim == 0 else jnp.broadcast_to(x, k_shape).reshape(-1)[s]
+
+        return jax.tree.map(leaf, params)
+
+    return tuple(on(s) for s in sites)
+
+
+def _band_view(colour: _ColourUnary, pointwise: tuple, grid: jax.Array, band: jax.Array) -> _Unary:
+    """Band ``band``'s :class:`_Unary` on one colour (reads the stacked arrays in place)."""
+    params = tuple(jax.tree.map(lambda x: x[band], p) for p in colour.params)
+    terms = tuple((w, t, p) for (w, t), p in zip(pointwise, params))
+    return _Unary(colour.shared, colour.tables, None if colour.tables is None else band, terms, grid)
+
+
+class _ColourUnary(eqx.Module):
+    """The unary costs of all bands on one colour's sites (see :class:`_Unary`)."""
+
+    shared: jax.Array | None  # (n_grid, n_sites): the band-independent site terms, once for all bands
+    tables: jax.Array | None  # (n_bands, n_grid, n_sites): site terms tabulated per band, or None
+    params: tuple  # per pointwise term: its site_params, leaves (n_bands, n_sites) or (n_bands,)
+
+
 class _ICMState(eqx.Module):
     indices: jax.Array  # (n_bands, *k_shape) int32
-    unary: tuple[jax.Array, jax.Array]  # per colour: (n_bands, n_grid, n_sites_of_colour)
+    unary: tuple[_ColourUnary, _ColourUnary]  # per colour
+    pointwise: tuple  # ((weight, term), ...): the site terms evaluated on the fly
     coupling: jax.Array  # (n_bands,)
     grid: jax.Array  # (n_grid,)
     umin: tuple[jax.Array, jax.Array]  # per colour: (n_bands, n_sites_of_colour), min of unary over the grid
@@ -238,11 +337,16 @@ class CheckerboardICM(AbstractIterativeSolver):
     feature.
 
     Any momentum-grid shape works: odd and non-square grids, 1-D cuts (2 neighbours), 3-D grids. Bands
-    are independent here and are processed ``band_batch`` at a time (``None``: all at once), which bounds
-    the temporary memory; the unary tables of all bands (``n_bands * n_k * n_grid`` floats) are computed
-    once in :meth:`init` (a band-independent likelihood table once for all bands) and kept for the whole
-    solve. With ``band_batch=1`` (default) an epoch loops over the bands with ``fori_loop`` and reads each
-    band's rows in place from the stacked tables (``lax.map`` would copy a band's whole table out of the
+    are independent here and are processed ``band_batch`` at a time (``None``: all at once).
+
+    **Memory.** The unary costs are not stored per band. :meth:`init` tabulates the band-independent
+    site terms (the likelihood) **once for all bands**, ``n_k * n_grid`` floats in the energy-major layout
+    of the two colours, gathered straight from the likelihood's table; site terms with a pointwise form
+    (:meth:`~diffbands.energy.AbstractSiteTerm.site_params`, e.g. the theory prior) are evaluated on the
+    fly from ``n_bands * n_k`` parameters, with the arithmetic of their tables (identical values); only
+    other site terms get a table per band. So 14 bands need the memory of one (measured with
+    ``benchmarks/memory_scale.py``). With ``band_batch=1`` (default) an epoch loops over the bands with
+    ``fori_loop`` and reads each band's rows in place (``lax.map`` would copy a band's costs out of a
     stack at every epoch: at 256 x 256 x 470 that copy cost more than the epoch itself).
 
     **Cost per epoch.** The conditional minimum of a site can only be at grid energies within
@@ -306,29 +410,51 @@ class CheckerboardICM(AbstractIterativeSolver):
         parts = decompose(energy, "CheckerboardICM", self.ignore_unsupported)
         n_bands, k_shape = bands0.shape[0], tuple(bands0.shape[1:])
         sites = _colour_sites(k_shape)
-        n_k = int(np.prod(k_shape))
+        n_k, n_grid = int(np.prod(k_shape)), grid.shape[0]
+        kinds = parts.kinds()
 
-        shared = parts.shared_tables(grid, k_shape)  # the likelihood table once, not once per band
+        def colours(table):  # (n_k, n_grid) -> energy-major per colour: a row per grid energy, contiguous
+            return tuple(table[s].T for s in sites)
+
+        # the band-independent site terms (the likelihood): one table for all bands, not one per band,
+        # gathered straight into the energy-major layout of each colour
+        shared_c = parts.shared_colour_tables(grid, k_shape, sites)
+        tabulated = [(w, t) for (w, t), kind in zip(parts.site, kinds) if kind == "table"]
+        pointwise = tuple((w, t) for (w, t), kind in zip(parts.site, kinds) if kind == "pointwise")
+        if shared_c is None and not tabulated and not pointwise:  # no site term: zero unary costs
+            shared_c = tuple(jnp.zeros((n_grid, len(s)), grid.dtype) for s in sites)
+        shared_pair: tuple = (None, None) if shared_c is None else shared_c
+
+        def band_parts(b):
+            tables = None
+            if tabulated:
+                only = GridDecomposition(tuple(tabulated), (), ())
+                tables = colours(only.unary_table(b, grid, k_shape).reshape(n_k, n_grid))
+            params = tuple(_site_params(t, b, k_shape, sites) for _, t in pointwise)
+            return tables, params
+
+        band_ids = jnp.arange(n_bands)
+        tables_c, params_c = self._map_bands(band_parts, band_ids)
+        unary = tuple(
+            _ColourUnary(shared_pair[c], None if tables_c is None else tables_c[c], tuple(p[c] for p in params_c))
+            for c in range(2)
+        )
 
         def prepare(args):
             b, idx = args
-            table = parts.unary_table(b, grid, k_shape, shared).reshape(n_k, grid.shape[0])
+            views = tuple(_band_view(u, pointwise, grid, b) for u in unary)
             c = parts.coupling(b, grid.dtype)
             if self.max_shift > 0:
-                idx = best_rigid_shift(table, c, idx, grid, self.max_shift)
-            # energy-major layout (n_grid, n_sites): a row per grid energy, contiguous over sites
-            u_even, u_odd = table[sites[0]].T, table[sites[1]].T
-            value = _own_energy(idx, (u_even, u_odd), c, grid, sites)
-            return idx, u_even, u_odd, jnp.min(u_even, axis=0), jnp.min(u_odd, axis=0), c, value
+                idx = best_rigid_shift(_k_major_at(views, sites), c, idx, grid, self.max_shift)
+            value = _own_energy(idx, views, c, grid, sites)
+            return idx, views[0].minimum(), views[1].minimum(), c, value
 
-        band_ids = jnp.arange(n_bands)
-        indices, u_even, u_odd, m_even, m_odd, coupling, values = self._map_bands(
-            prepare, (band_ids, snap_to_grid(bands0, grid))
-        )
+        indices, m_even, m_odd, coupling, values = self._map_bands(prepare, (band_ids, snap_to_grid(bands0, grid)))
         value = energy(grid[indices]) if self.full_trace else jnp.sum(values)
         return _ICMState(
             indices=indices,
-            unary=(u_even, u_odd),
+            unary=unary,
+            pointwise=pointwise,
             coupling=coupling,
             grid=grid,
             umin=(m_even, m_odd),
@@ -372,20 +498,23 @@ class CheckerboardICM(AbstractIterativeSolver):
             value = jnp.zeros((), grid.dtype) if self.full_trace else _own_energy(idx, (u_even, u_odd), c, grid, sites)
             return idx, ch0 + ch1, value
 
+        def views(b):
+            return tuple(_band_view(u, state.pointwise, grid, b) for u in state.unary)
+
+        n_bands = state.indices.shape[0]
         if self.band_batch == 1:
-            # one band after the other, reading each band's rows in place from the stacked tables
+            # one band after the other, reading each band's rows in place (no copy of a band's costs)
             def band_step(b, carry):
                 indices, changed, values = carry
-                u_even, u_odd = (_BandTable(t, b) for t in state.unary)
-                idx, ch, val = epoch(indices[b], u_even, u_odd, state.umin[0][b], state.umin[1][b], state.coupling[b])
+                idx, ch, val = epoch(indices[b], *views(b), state.umin[0][b], state.umin[1][b], state.coupling[b])
                 return indices.at[b].set(idx), changed.at[b].set(ch), values.at[b].set(val)
 
-            n_bands = state.indices.shape[0]
             carry = (state.indices, jnp.zeros((n_bands,), jnp.int32), jnp.zeros((n_bands,), grid.dtype))
             indices, changed, values = jax.lax.fori_loop(0, n_bands, band_step, carry)
         else:
             indices, changed, values = self._map_bands(
-                lambda a: epoch(*a), (state.indices, *state.unary, *state.umin, state.coupling)
+                lambda a: epoch(a[1], *views(a[0]), *a[2:]),
+                (jnp.arange(n_bands), state.indices, *state.umin, state.coupling),
             )
         value = energy(grid[indices]) if self.full_trace else jnp.sum(values)
         return eqx.tree_at(
