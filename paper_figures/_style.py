@@ -77,6 +77,25 @@ def cli(make, name: str, argv=None) -> list[Path]:
     return paths
 
 
+def measured_main(make, name: str, stem: str, argv=None, *, with_arrays: bool = False, tight: bool = False) -> Path:
+    """``python paper_figures/fig_mN.py [--results DIR] [--out DIR]`` for a measured-data experiment: ``make(record)``
+    (``make(record, arrays)`` with ``with_arrays``) written to ``<out>/<stem>.png`` and ``.pdf`` at 150 dpi
+    (``tight``: trimmed to the drawn area). Returns the PNG's path."""
+    parser = argparse.ArgumentParser(description=f"Figure of experiment {name}")
+    parser.add_argument("--results", default=str(RESULTS_DIR), help="results folder (default experiments/results)")
+    parser.add_argument("--out", default=str(FIGURES_DIR), help="output folder (default paper_figures/figures)")
+    args = parser.parse_args(argv)
+    record, arrays = load(name, args.results)
+    fig = make(record, arrays) if with_arrays else make(record)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "pdf"):
+        fig.savefig(out / f"{stem}.{ext}", dpi=150, **({"bbox_inches": "tight"} if tight else {}))
+    plt.close(fig)
+    print(out / f"{stem}.png")
+    return out / f"{stem}.png"
+
+
 def slice_panel(ax, k, energy, data, truth, methods: dict, title: str, overlay=("icm", "default", "learned"),
                 mask=None):
     """A (k, E) image of ``data`` with the true bands (thick grey) and the methods' bands overlaid; bands

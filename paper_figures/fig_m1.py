@@ -7,8 +7,7 @@ Reads only experiments/results/m1.json.
 
 from __future__ import annotations
 
-import argparse
-import json
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -18,6 +17,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "paper_figures"))
+from _style import measured_main  # noqa: E402
 
 
 def _arr(x):
@@ -74,17 +75,7 @@ def make(record):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--results", default=str(ROOT / "experiments" / "results"))
-    p.add_argument("--out", default=str(ROOT / "paper_figures" / "figures"))
-    args = p.parse_args(argv)
-    record = json.loads((Path(args.results) / "m1.json").read_text())
-    fig = make(record)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "pdf"):
-        fig.savefig(out / f"m1_blg_kcut.{ext}", dpi=150)
-    print(out / "m1_blg_kcut.png")
+    return measured_main(make, "m1", "m1_blg_kcut", argv)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,7 @@ Reads only experiments/results/m2.json.
 
 from __future__ import annotations
 
-import argparse
-import json
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +18,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "paper_figures"))
+from _style import measured_main  # noqa: E402
 
 
 def _arr(x):
@@ -70,17 +71,7 @@ def make(record):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--results", default=str(ROOT / "experiments" / "results"))
-    p.add_argument("--out", default=str(ROOT / "paper_figures" / "figures"))
-    args = p.parse_args(argv)
-    fig = make(json.loads((Path(args.results) / "m2.json").read_text()))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "pdf"):
-        fig.savefig(out / f"m2_graphene.{ext}", dpi=150, bbox_inches="tight")
-    print(out / "m2_graphene.png")
-    return out / "m2_graphene.png"
+    return measured_main(make, "m2", "m2_graphene", argv, tight=True)
 
 
 if __name__ == "__main__":

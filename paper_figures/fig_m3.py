@@ -8,8 +8,7 @@ and the reconstructed bands (radii at phi = 0, pi and pi/2, 3 pi/2). Reads only 
 
 from __future__ import annotations
 
-import argparse
-import json
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +18,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "paper_figures"))
+from _style import measured_main  # noqa: E402
+
 COLORS = ["#e41a1c", "#377eb8", "#4daf4a", "#ff7f00"]
 
 
@@ -81,18 +83,7 @@ def make(record):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--results", default=str(ROOT / "experiments" / "results"))
-    p.add_argument("--out", default=str(ROOT / "paper_figures" / "figures"))
-    args = p.parse_args(argv)
-    record = json.loads((Path(args.results) / "m3.json").read_text())
-    fig = make(record)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "pdf"):
-        fig.savefig(out / f"m3_lasb_fermi_surface.{ext}", dpi=150)
-    print(out / "m3_lasb_fermi_surface.png")
-    return out / "m3_lasb_fermi_surface.png"
+    return measured_main(make, "m3", "m3_lasb_fermi_surface", argv)
 
 
 if __name__ == "__main__":

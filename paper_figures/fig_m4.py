@@ -8,8 +8,7 @@ Reads only experiments/results/m4.json.
 
 from __future__ import annotations
 
-import argparse
-import json
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +18,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "paper_figures"))
+from _style import measured_main  # noqa: E402
+
 COLORS = ["#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#a65628", "#f781bf", "#17becf", "#bcbd22",
           "#1f3f7f", "#7f1f3f", "#3f7f1f"]
 
@@ -75,18 +77,7 @@ def make(record):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--results", default=str(ROOT / "experiments" / "results"))
-    p.add_argument("--out", default=str(ROOT / "paper_figures" / "figures"))
-    args = p.parse_args(argv)
-    record = json.loads((Path(args.results) / "m4.json").read_text())
-    fig = make(record)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "pdf"):
-        fig.savefig(out / f"m4_diamond_i05.{ext}", dpi=150)
-    print(out / "m4_diamond_i05.png")
-    return out / "m4_diamond_i05.png"
+    return measured_main(make, "m4", "m4_diamond_i05", argv)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ Reads only experiments/results/m5.json and the arrays it names (m5.h5).
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import matplotlib
@@ -16,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from _style import load
+from _style import measured_main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,17 +107,7 @@ def make(record, a):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--results", default=str(ROOT / "experiments" / "results"))
-    p.add_argument("--out", default=str(ROOT / "paper_figures" / "figures"))
-    args = p.parse_args(argv)
-    record, arrays = load("m5", args.results)
-    fig = make(record, arrays)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "pdf"):
-        fig.savefig(out / f"m5_wse2_symmetry.{ext}", dpi=150)
-    print(out / "m5_wse2_symmetry.png")
+    return measured_main(make, "m5", "m5_wse2_symmetry", argv, with_arrays=True)
 
 
 if __name__ == "__main__":
