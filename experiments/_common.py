@@ -117,6 +117,26 @@ def rmse(estimate, truth, mask=None, axis=None) -> np.ndarray:
     return np.sqrt(np.sum(np.where(m, d**2, 0.0), axis=axis) / np.maximum(np.sum(m, axis=axis), 1))
 
 
+def measured_cut(config: dict, ctx):
+    """The shared start of the measured-cut experiments: load ``config["data"]`` (a data-folder path or an
+    absolute one), fit the Fermi edge in ``edge_window`` at ``temperature``, bin by ``bin_theta`` x ``bin_E``,
+    convert angle -> momentum and kinetic -> binding energy. Returns ``(photon_energy, edge, cut)``."""
+    import diffbands as db
+    from diffbands import preprocess as pp
+    from diffbands._paths import data_path
+
+    path = config["data"]
+    bm = db.load(path if path.startswith("/") else data_path(path))
+    hv = float(bm.metadata["photon_energy"])
+    edge = pp.fit_fermi_edge(bm, window=tuple(config["edge_window"]), temperature=config["temperature"])
+    ef, sef = edge.summary()["fermi_level"]
+    ctx.log(f"Fermi edge: E_F = {ef:.4f} +- {sef:.4f} eV; work function hv - E_F = {hv - ef:.3f} eV; "
+            f"resolution sigma = {1e3 * edge.summary()['resolution'][0]:.1f} meV")  # fmt: skip
+    small = pp.bin(bm, **{bm.dims[0]: int(config["bin_theta"]), bm.dims[1]: int(config["bin_E"])})
+    cut = pp.angle_to_momentum(small)  # the energy axis is the true kinetic energy
+    return hv, edge, pp.to_binding_energy(cut, edge)
+
+
 def _jsonable(x: Any) -> Any:
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}

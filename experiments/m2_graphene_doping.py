@@ -38,10 +38,9 @@ import jax.numpy as jnp
 
 import diffbands as db
 from diffbands import preprocess as pp
-from diffbands._paths import data_path
 from diffbands.energy import IntensityLikelihood
 from diffbands.theory import AbstractTightBinding, Graphene, fit_tight_binding, high_symmetry_points
-from experiments._common import main
+from experiments._common import main, measured_cut
 
 TITLE = "M2: Li-doped graphene cut: Fermi edge, momentum conversion, end-to-end graphene fit, velocity and doping"
 A = 2.46  # graphene lattice constant (angstrom)
@@ -211,17 +210,8 @@ def _propagate(fn, values, cov, h=1e-4):
 
 
 def run(config: dict, ctx) -> dict:
-    path = config["data"]
-    bm = db.load(path if path.startswith("/") else data_path(path))
-    hv = float(bm.metadata["photon_energy"])
-    edge = pp.fit_fermi_edge(bm, window=tuple(config["edge_window"]), temperature=config["temperature"])
-    ef, sef = edge.summary()["fermi_level"]
-    ctx.log(f"Fermi edge: E_F = {ef:.4f} +- {sef:.4f} eV; work function hv - E_F = {hv - ef:.3f} eV; "
-            f"resolution sigma = {1e3 * edge.summary()['resolution'][0]:.1f} meV")  # fmt: skip
-
-    small = pp.bin(bm, **{bm.dims[0]: int(config["bin_theta"]), bm.dims[1]: int(config["bin_E"])})
-    kc = pp.angle_to_momentum(small)  # kinetic axis: E_kin is the axis itself
-    kc = pp.to_binding_energy(kc, edge)
+    hv, edge, kc = measured_cut(config, ctx)
+    ef = edge.summary()["fermi_level"][0]
     kc = pp.crop(kc, E=tuple(config["e_window"]))
     k = np.asarray(kc.coords[0], np.float64)
     energy = np.asarray(kc.energy, np.float64)

@@ -28,8 +28,7 @@ if __package__ in (None, ""):  # run as a script: make `experiments` importable
 
 import diffbands as db
 from diffbands import preprocess as pp
-from diffbands._paths import data_path
-from experiments._common import main
+from experiments._common import main, measured_cut
 
 TITLE = "M4: Diamond I05 cut: Fermi edge, momentum conversion, data-driven start by peak tracking, joint refinement"
 
@@ -74,20 +73,9 @@ def on_ridge(x: np.ndarray, k: np.ndarray, energy: np.ndarray, bands: np.ndarray
 
 
 def run(config: dict, ctx) -> dict:
-    path = config["data"]
-    bm = db.load(path if path.startswith("/") else data_path(path))
-    hv = float(bm.metadata["photon_energy"])
-
-    # (1) Fermi edge
-    edge = pp.fit_fermi_edge(bm, window=tuple(config["edge_window"]), temperature=config["temperature"])
-    ef, sef = edge.summary()["fermi_level"]
-    ctx.log(f"Fermi edge: E_F = {ef:.4f} +- {sef:.4f} eV; work function hv - E_F = {hv - ef:.3f} eV; "
-            f"resolution sigma = {1e3 * edge.summary()['resolution'][0]:.1f} meV")  # fmt: skip
-
-    # (2) binning, angle -> momentum (the axis is the true kinetic energy), E - E_F, crop
-    small = pp.bin(bm, **{bm.dims[0]: int(config["bin_theta"]), bm.dims[1]: int(config["bin_E"])})
-    kc = pp.angle_to_momentum(small)
-    kc = pp.to_binding_energy(kc, edge)
+    # (1) Fermi edge, (2) binning, angle -> momentum (the axis is the true kinetic energy), E - E_F, crop
+    hv, edge, kc = measured_cut(config, ctx)
+    ef = edge.summary()["fermi_level"][0]
     kc = pp.crop(kc, E=tuple(config["e_window"]), k=tuple(config["k_window"]))
     k = np.asarray(kc.coords[0], np.float64)
     energy = np.asarray(kc.energy, np.float64)
