@@ -41,8 +41,9 @@ def test_m4_reduced_run_tracks_bands_on_ridges(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_m3_reduced_run_centres_gamma_and_finds_fourfold_hole_bands(tmp_path):
-    over = {"n_k": 61, "centre": {"n_k": [64, 72]}, "polar": {"n_phi": 36, "n_r": 40}}
+def test_m3_reduced_run_closed_fermi_contours_fourfold_kf_and_hole_bands_to_EF(tmp_path):
+    over = {"n_k": 66, "centre": {"n_k": [64, 72]}, "n_phi": 48, "pad": 6, "contour_n_r": 32,
+            "polar": {"n_r": 33, "e_range": [-0.8]}, "bin_E": 2}
     path = _common.run_experiment("m3", overrides=over, results_dir=tmp_path)
     r = json.loads(path.read_text())["results"]
     a = r["arrays"]
@@ -52,13 +53,29 @@ def test_m3_reduced_run_centres_gamma_and_finds_fourfold_hole_bands(tmp_path):
     assert -0.2 < cx < 0.0 and 0.18 < cy < 0.38
     assert np.hypot(*r["gamma_centre_after_offsets_invA"]) < 0.06
     assert abs(r["normal_emission_deg"]["theta"]) < 3 and 2 < r["normal_emission_deg"]["phi"] < 4.5
+    assert abs(r["fermi_edge"]["fermi_level"][0]) < 0.03  # the file's axis is E - E_F (full run: -11 meV)
+    # the outer Gamma hole pocket: a closed contour, on the Fermi map's MDC ridges, k_F 4-fold consistent
+    # (full run: Gamma-X 0.29 +- 0.02, Gamma-M 0.36 +- 0.02 1/A)
+    outer = r["gamma_pockets"][0]
+    assert outer["closure"]["closed"] and outer["closure"]["visible_fraction"] > 0.7 and outer["on_ridge"] > 0.7
+    for d in ("k_F_Gamma_X", "k_F_Gamma_M"):
+        kf = outer[d]
+        assert kf["n_visible"] >= 3 and 0.2 < kf["mean"] < 0.45 and kf["spread_std"] < 0.05
+        assert 0 < kf["sigma_laplace"] < 0.05
+    # electron pockets about the X directions: at least two fitted, centred on the Gamma-X axes
+    used = [c for c in r["electron_pockets"] if c["used"]]
+    assert len(used) >= 2
+    for c in used:
+        e = c["ellipse"]
+        assert 0.5 < e["distance_from_gamma"] < 1.1 and 0.2 < e["semi_axis_across"] < 0.7
+        assert min(abs(v) for v in e["centre"]) < 0.2  # on an axis
+    # hole bands from E_F down: band 0 visible up to within 30 meV of E_F, on the MDC/EDC ridges
     rb, vis = np.asarray(a["refined"]), np.asarray(a["visible"], bool)
-    assert rb.shape == vis.shape == (r["n_bands"], 36, len(a["energy"])) and vis.mean() > 0.3
-    # the hole band's radius along +-kx and +-ky agrees (4-fold) and lies inside the pocket region
-    kf = r["hole_band_radii_invA"][0]["k_at_top_of_visible_range"]
-    vals = np.array([v for v in kf.values() if v is not None])
-    assert vals.size >= 3 and np.all((vals > 0.15) & (vals < 0.6)) and np.ptp(vals) < 0.15
-    assert r["reconstruction"]["converged"]
+    assert rb.shape == vis.shape == (r["n_bands"], 48, len(a["energy"]))
+    top = r["hole_bands"][0]["visible_energy_range_eV"]
+    assert top[1] > r["fermi_edge"]["fermi_level"][0] - 0.03 and top[0] < -0.6
+    assert r["fraction_on_ridge"]["refined"][0] > 0.6
+    assert r["hole_bands"][0]["contour_closure"]["closed"]
     sys.path.insert(0, str(ROOT / "paper_figures"))
     import fig_m3
 
