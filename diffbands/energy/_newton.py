@@ -36,7 +36,8 @@ is kept only where it lowers that site's energy (then ``lambda_k`` shrinks, else
 half-sweep lowers ``U`` -- ICM generalised to continuous Newton steps. After every sweep the bands are
 sorted per momentum (with their amplitudes; the model is unchanged), so the ordering of the input labels
 is kept. The global widths ``(sigma, gamma, kappa)`` take damped Gauss-Newton steps on their logs (their
-Fisher matrix summed over all momenta) between rounds of sweeps. Everything runs in one ``jax.jit`` with
+Fisher matrix summed over all momenta) after each round of sweeps (not before the first: widths fitted
+to a biased start widen to cover its misplaced peaks, which then stay put). Everything runs in one ``jax.jit`` with
 ``lax`` loops; momenta are processed in blocks (``lax.map``), so the Jacobian is never formed for the whole
 volume.
 """
@@ -332,8 +333,9 @@ def _refine(p: _Problem, state, rounds: int, sweeps: int, width_steps: int, fit_
         def wstep(c, _):
             return _width_step(p, c[0], c[1], fit_kappa), None
 
-        (st, lam_w), _ = jax.lax.scan(wstep, (st, lam_w), None, length=width_steps)
         st, trace = jax.lax.scan(sweep, st, None, length=sweeps)
+        # widths after the sweeps: fitted to biased start bands, they widen to cover the misplaced peaks
+        (st, lam_w), _ = jax.lax.scan(wstep, (st, lam_w), None, length=width_steps)
         return (st, lam_w), trace
 
     (state, _), trace = jax.lax.scan(one_round, (state, jnp.asarray(1e-2, state[4].dtype)), None, length=rounds)
@@ -371,7 +373,7 @@ def refine_generative(
     log-amplitudes per neighbour step; ``theory`` with ``sigma_theory`` (eV) adds the theory prior.
     ``sigma``, ``gamma`` (eV) and ``kappa`` (momentum resolution) start the global widths, all fitted
     (``kappa=None``: no velocity broadening, not fitted). ``temperature`` (K) and ``fermi_level`` fix a
-    Fermi-Dirac cutoff of the bands. ``rounds`` x (``width_steps`` width updates, then ``sweeps`` sweeps);
+    Fermi-Dirac cutoff of the bands. ``rounds`` x (``sweeps`` sweeps, then ``width_steps`` width updates);
     ``max_step`` (eV) bounds one band move per step; ``sort`` sorts the bands per momentum after every
     sweep (top band first); ``block`` momenta per vectorised block; ``em_steps`` EM (Richardson-Lucy)
     steps initialise the amplitudes and background with the bands fixed.
