@@ -82,8 +82,10 @@ def test_bad_input():
         refine_generative(bm, np.zeros((1, 4)), eta=-1.0)
     with pytest.raises(ValidationError, match="sigma_theory"):
         refine_generative(bm, np.zeros((1, 4)), theory=np.zeros((1, 4)))
-    with pytest.raises(ValidationError, match="counts"):
-        refine_generative(db.BandMap(-np.ones((4, 20), np.float32), [k, e], dims=("k", "E")), np.zeros((1, 4)))
+    with pytest.raises(ValidationError, match="bandmap"):
+        refine_generative(np.ones((4, 20)), np.zeros((1, 4)))
+    with pytest.raises(ValidationError, match="rounds"):
+        refine_generative(bm, np.zeros((1, 4)), rounds=0)
 
 
 def test_pipeline_setting_records_refinement():
