@@ -131,7 +131,9 @@ def _slopes(bands: jax.Array, k_coords) -> jax.Array:
     for ax, k in enumerate(k_coords):
         if k.shape[0] < 2:
             continue
-        sq = sq + jnp.gradient(bands, k, axis=ax + 1) ** 2
+        grad = jnp.gradient(bands, k, axis=ax + 1)
+        assert isinstance(grad, jax.Array)  # one axis: one array
+        sq = sq + grad**2
     return jnp.sqrt(sq)
 
 
