@@ -501,7 +501,7 @@ def reconstruct_from_theory(
        multiband Poisson likelihood of the counts (all bands' Voigt peaks, amplitudes and background fitted
        per momentum, global widths) with the same smoothness and theory prior, by checkerboard Newton steps
        (:func:`diffbands.energy.refine_generative`). Bands closer than a linewidth, which ``-log I`` pulls
-       onto the brighter neighbour, separate (WSe2-like volume at 64 x 64: mean RMSE 82 -> 45 meV). The
+       onto the brighter neighbour, separate (WSe2-like volume at 64 x 64: mean RMSE 82 -> 26 meV). The
        result's ``config["refinement"]`` holds its fitted widths and final deviance; its ``uncertainty`` is
        then ``None`` (the Laplace estimate belongs to the step-3 energy), and the refinement is not
        checkpointed.
