@@ -9,6 +9,7 @@ from ._generative import GenerativeFit, GenerativeLikelihood, GenerativeParams, 
 from ._interp import cubic_slopes, interp_cubic, interp_grid, interp_linear, locate
 from ._likelihood import IntensityLikelihood
 from ._multiband import BandOrdering, FeatureExclusion
+from ._newton import NewtonRefinement, refine_generative
 from ._smoothness import Curvature, Smoothness
 from ._theory import AbstractPerturbation, PerturbationSum, RigidShift, TheoryPrior
 
@@ -24,6 +25,7 @@ __all__ = [
     "GenerativeParams",
     "FeatureExclusion",
     "IntensityLikelihood",
+    "NewtonRefinement",
     "PerturbationSum",
     "RigidShift",
     "Smoothness",
@@ -37,4 +39,5 @@ __all__ = [
     "interp_grid",
     "interp_linear",
     "locate",
+    "refine_generative",
 ]
