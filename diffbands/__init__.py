@@ -11,6 +11,7 @@
 """
 
 from . import energy, hyper, io, perturbation, preprocess, solvers, synth, theory
+from ._compile_cache import enable_compilation_cache
 from ._data import BandMap, Bands, FrozenMeta
 from ._errors import (
     AxisError,
@@ -43,6 +44,7 @@ from ._version import __version__
 from .io import read as load
 
 __all__ = [
+    "enable_compilation_cache",
     "AxisError",
     "BandUncertainty",
     "BandMap",

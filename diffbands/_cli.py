@@ -443,6 +443,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    from ._compile_cache import enable_compilation_cache
+
+    # compiled programs persist across runs (~/.cache/diffbands/jax; DIFFBANDS_COMPILATION_CACHE=off disables)
+    enable_compilation_cache()
     try:
         return int(args.func(args) or 0)
     except DiffbandsError as err:

@@ -123,14 +123,20 @@ def describe(obj: Any) -> Any:
 
 
 def _term_name_values(energy: AbstractTerm, bands: jax.Array) -> dict[str, float]:
+    values = _weighted_term_values(energy, bands)  # one compiled call, not one dispatch per operation
     out: dict[str, float] = {}
-    for w, term in flatten_terms(energy):
+    for (_, term), value in zip(flatten_terms(energy), values):
         key, i = term.name, 1
         while key in out:
             i += 1
             key = f"{term.name}_{i}"
-        out[key] = float(w * term(bands))
+        out[key] = float(value)
     return out
+
+
+@eqx.filter_jit
+def _weighted_term_values(energy: AbstractTerm, bands: jax.Array) -> list[jax.Array]:
+    return [w * term(bands) for w, term in flatten_terms(energy)]
 
 
 def reconstruct(

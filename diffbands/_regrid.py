@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._data import BandMap, Bands
+from ._data import BandMap, Bands, _is_uniform
 from ._errors import ShapeError, ValidationError
+from .energy._interp import _gather_pair
 
 __all__ = ["regrid_bands", "align_offset", "align_scale_offset"]
 
@@ -61,7 +64,8 @@ def align_offset(
     """The rigid energy offset ``o`` (eV) that best puts ``bands + o`` on the intensity.
 
     Maximises ``sum_{b,k} log max(I(k, E_b(k) + o) / max I, floor)`` over ``o`` on the energy grid's step
-    within ``[-search, search]`` (linear interpolation along energy). A theory computed relative to its own
+    within ``[-search, search]`` (linear interpolation along energy; every third step first, then the
+    neighbours of the best). A theory computed relative to its own
     valence-band maximum is thereby placed on the measured energy scale without hand tuning; per-band
     corrections are then the solver's (or a learned perturbation's) job.
     """
@@ -113,12 +117,12 @@ def align_scale_offset(
     logi = jnp.log(jnp.maximum(intensity / jnp.max(bandmap.intensity), floor))
     energies = bands.energies[(slice(None),) + k_sub]
     top = jnp.max(bands.energies)
+    uniform = _is_uniform(np.asarray(e))
 
     def search_scales(cands):
-        best = jax.lax.map(lambda s: _best_offset_score(logi, e, top + s * (energies - top), offsets),
-                           jnp.asarray(cands, e.dtype))
-        i = int(jnp.argmax(best[1]))
-        return float(cands[i]), float(best[0][i])
+        offs, scores = _best_offset_per_scale(logi, e, energies, top, jnp.asarray(cands, e.dtype), offsets, uniform)
+        i = int(jnp.argmax(scores))
+        return float(cands[i]), float(offs[i])
 
     if user_scales:
         return search_scales(scales)
@@ -128,18 +132,42 @@ def align_scale_offset(
     return search_scales(fine)
 
 
-@jax.jit
+@functools.partial(jax.jit, static_argnums=6)
+def _best_offset_per_scale(logi, e, energies, top, scales, offsets, uniform: bool):
+    """For each scale ``s``: the best offset and its score for ``top + s (energies - top)`` (one compiled
+    call for the whole scale x offset grid; offsets in batches so no (scales, offsets, points) array)."""
+    return jax.lax.map(lambda s: _best_offset_score_jit(logi, e, top + s * (energies - top), offsets, uniform),
+                       scales)
+
+
 def _best_offset_score(logi, e, energies, offsets):
+    """The offset of ``offsets`` (uniform, ascending) maximising the summed linearly interpolated ``logi``
+    at ``energies + offset``, and that score: every third offset first, then the neighbours of the best
+    (the summed log intensity varies on the scale of a linewidth, many energy steps)."""
+    return _best_offset_score_jit(logi, e, energies, offsets, _is_uniform(np.asarray(e)))
+
+
+@functools.partial(jax.jit, static_argnums=4)
+def _best_offset_score_jit(logi, e, energies, offsets, uniform: bool):
     n = e.shape[0]
+    step = (e[-1] - e[0]) / (n - 1)
 
     def score(o):
         x = energies + o
-        pos = jnp.clip(jnp.searchsorted(e, x), 1, n - 1)
-        w = jnp.clip((x - e[pos - 1]) / (e[pos] - e[pos - 1]), 0.0, 1.0)
-        lo = jnp.take_along_axis(logi[None], (pos - 1)[..., None], axis=-1)[..., 0]
-        hi = jnp.take_along_axis(logi[None], pos[..., None], axis=-1)[..., 0]
-        return jnp.sum(lo + w * (hi - lo))
+        if uniform:  # the index by arithmetic, not a binary search
+            u = jnp.clip((x - e[0]) / step, 0, n - 1)
+            i = jnp.clip(jnp.floor(u).astype(jnp.int32), 0, n - 2)
+            w = u - i
+        else:
+            i = jnp.clip(jnp.searchsorted(e, x), 1, n - 1) - 1
+            w = jnp.clip((x - e[i]) / (e[i + 1] - e[i]), 0.0, 1.0)
+        # the bands broadcast over the momenta of logi: a (bands, k) batch of row lookups
+        lo, hi = jax.vmap(lambda ib: _gather_pair(logi, ib))(i.reshape((-1,) + logi.shape[:-1]))
+        return jnp.sum(lo + w.reshape(lo.shape) * (hi - lo))
 
-    scores = jax.lax.map(score, offsets)
-    j = jnp.argmax(scores)
-    return offsets[j], scores[j]
+    coarse = jax.lax.map(score, offsets[::3])
+    j0 = jnp.clip(3 * jnp.argmax(coarse) - 3, 0, max(offsets.shape[0] - 7, 0))
+    near = jax.lax.dynamic_slice_in_dim(offsets, j0, min(7, offsets.shape[0]))
+    fine = jax.lax.map(score, near)
+    j = jnp.argmax(fine)
+    return near[j], fine[j]

@@ -159,6 +159,23 @@ def _probe_diag_of_inverse(rest, e, diag_extra, period, precond_diag, tol, maxit
 
 
 @eqx.filter_jit
+def _rest_hessian_diag(rest: AbstractTerm | None, e: jax.Array) -> jax.Array:
+    """The Hessian diagonal of the non-site terms: closed forms where the terms have one
+    (:meth:`~diffbands.energy.AbstractTerm.hessian_diag`), probing for the others (exact for couplings of
+    range < 3 sites: neighbours, curvature, same-k bands)."""
+    if rest is None:
+        return jnp.zeros_like(e)
+    closed, probed = [], []
+    for w, term in flatten_terms(rest):
+        d = term.hessian_diag(e)
+        (probed.append(Weighted(w, term)) if d is None else closed.append(w * d))
+    out = sum(closed, jnp.zeros_like(e))
+    if probed:
+        out = out + _probe_diag(Sum(tuple(probed)), e, jnp.zeros_like(e), 3)
+    return out.astype(e.dtype)
+
+
+@eqx.filter_jit
 def _probe_diag(rest, e, diag_extra, period):
     hvp = _hvp_fn(rest, e, diag_extra)
     return _sum_over_probes(lambda v: hvp(v) * v, e.shape, period, e.dtype, batch=1)
@@ -222,7 +239,7 @@ def band_uncertainty(
     curv = jnp.maximum(_site_curvature(site, e), 0)
     diag_extra = curv + jnp.asarray(damping, e.dtype)
     # the diagonal of H: exact for couplings of range < 3 sites (neighbours, curvature, same-k bands)
-    h_diag = _probe_diag(rest, e, diag_extra, 3)
+    h_diag = diag_extra + _rest_hessian_diag(rest, e)
     cap = jnp.asarray(1.0 / damping, e.dtype)  # the window prior's variance: "somewhere in the window"
     indefinite = h_diag < jnp.asarray(damping, e.dtype)  # a non-convex term outweighs data and window prior
     h_diag = jnp.maximum(h_diag, jnp.asarray(damping, e.dtype))

