@@ -27,7 +27,7 @@ TERMS = {
 
 
 @pytest.mark.parametrize("name", sorted(TERMS))
-@pytest.mark.parametrize("k_shape", [(7,), (5, 4), (1, 6), (2, 3)])
+@pytest.mark.parametrize("k_shape", [(7,), (5, 4), (1, 6)])
 def test_closed_form_diagonal_matches_autodiff(name, k_shape):
     term = TERMS[name]()
     # three bands, two of them close (so the exclusion's curvature changes sign between pairs)
