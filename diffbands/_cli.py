@@ -443,10 +443,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    from ._compile_cache import enable_compilation_cache
+    from ._compile_cache import ENV, enable_compilation_cache
 
-    # compiled programs persist across runs (~/.cache/diffbands/jax; DIFFBANDS_COMPILATION_CACHE=off disables)
-    enable_compilation_cache()
+    # opt-in (DIFFBANDS_COMPILATION_CACHE=folder): compiled programs persist across runs. Not on by default:
+    # JAX 0.10.2's cache writer segfaulted once on CPU in our test suite (serialising a Laplace-uncertainty program)
+    if os.environ.get(ENV):
+        enable_compilation_cache()
     try:
         return int(args.func(args) or 0)
     except DiffbandsError as err:

@@ -1,5 +1,9 @@
-"""JAX's persistent compilation cache for the command line: compiled programs are kept on disk, so a second
-run with the same shapes skips XLA compilation (on CPU most of a small run's wall time)."""
+"""JAX's persistent compilation cache, opt-in: compiled programs are kept on disk, so a second run with the same
+shapes skips XLA compilation (on CPU a large part of a small run's wall time).
+
+Opt-in, not default: with JAX 0.10.2 on CPU, writing one entry (a Laplace-uncertainty program) crashed the
+process with a segmentation fault once in our test suite. Use it where a crash costs little (repeated runs of
+the same shapes); the ``diffbands`` command turns it on when ``$DIFFBANDS_COMPILATION_CACHE`` names a folder."""
 
 from __future__ import annotations
 
@@ -21,7 +25,8 @@ def enable_compilation_cache(path: str | os.PathLike | None = None, *, min_compi
     ``off`` (or ``0``, ``none``, empty) leaves the cache off and returns ``None``. Programs that took at least
     ``min_compile_seconds`` to compile are cached. The cache is keyed by JAX on the program, the JAX/jaxlib
     versions and the backend, so a stale entry is never used; deleting the folder is always safe. The
-    ``diffbands`` command calls this at start; library users opt in by calling it themselves.
+    ``diffbands`` command calls this at start when ``$DIFFBANDS_COMPILATION_CACHE`` is set (see the module
+    docstring for why it is not on by default).
     """
     value = os.environ.get(ENV) if path is None else os.fspath(path)
     if value is None:
