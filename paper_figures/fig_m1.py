@@ -55,7 +55,8 @@ def make(record):
     ax.set_xlabel(r"$k$ along the cut (1/Å)")
     ax.set_ylabel(r"$E - E_F$ (eV)")
     f = r["fit"]
-    txt = "\n".join(f"{n} = {v:.3f}±{s:.3f}" for n, (v, s) in f.items())
+    unit = {"k_offset": " 1/Å"}  # every other fitted parameter is an energy
+    txt = "\n".join(f"{n} = {v:.3f}±{s:.3f}{unit.get(n, ' eV')}" for n, (v, s) in f.items())
     ax.text(0.02, 0.02, txt, transform=ax.transAxes, fontsize=7, va="bottom", color="C3",
             bbox=dict(fc="white", alpha=0.8, lw=0))
     ax.set_title("(b) cut through K and the Bernal bilayer fit", fontsize=9)
