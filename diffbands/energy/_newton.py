@@ -345,6 +345,24 @@ def _refine(p: _Problem, state, rounds: int, sweeps: int, width_steps: int, fit_
     return state, trace.reshape(-1), dev
 
 
+def _initial_nuisance(counts, energy, occ, bands0, sigma: float, gamma: float, em_steps: int, fermi: bool):
+    """Initial log-amplitudes ``(n_bands, *k_shape)`` and background ``(2, *k_shape)`` for the bands ``bands0``:
+    the counts at the band above a low quantile, then EM (Richardson-Lucy) with the bands fixed (as
+    :class:`~diffbands.energy.GenerativeLikelihood` does)."""
+    dtype, n_bands, n_e = counts.dtype, bands0.shape[0], energy.shape[0]
+    step_e = energy[1] - energy[0]
+    bg0 = jnp.maximum(jnp.quantile(counts, 0.1, axis=-1), 1e-2 * jnp.mean(counts) + 1e-6)
+    peak = voigt(jnp.zeros((), dtype), jnp.asarray(sigma, dtype), jnp.asarray(gamma, dtype))
+    idx = jnp.clip(jnp.round((bands0 - energy[0]) / step_e).astype(jnp.int32), 0, n_e - 1)
+    at_band = jnp.take_along_axis(jnp.broadcast_to(counts, (n_bands, *counts.shape)), idx[..., None], -1)[..., 0]
+    amp = jnp.maximum(at_band - bg0[None], 0.05 * jnp.max(counts)) / peak
+    if em_steps:
+        amp, bg0 = _em_amplitudes(counts, energy, occ if fermi else None, None, bands0, amp, bg0,
+                                  jnp.full((n_bands,), sigma, dtype), jnp.full((n_bands,), gamma, dtype),
+                                  int(em_steps))
+    return jnp.log(amp).astype(dtype), jnp.stack([jnp.log(bg0), jnp.zeros_like(bg0)]).astype(dtype)
+
+
 def refine_generative(
     bandmap: BandMap,
     bands0,
@@ -418,18 +436,7 @@ def refine_generative(
     dtype = counts.dtype
     occ = jnp.ones_like(energy) if temperature is None else fermi_dirac(energy, fermi_level, temperature)
 
-    # initial amplitudes and background: EM with the bands fixed (as GenerativeLikelihood does)
-    step_e = float(energy[1] - energy[0])
-    bg0 = jnp.maximum(jnp.quantile(counts, 0.1, axis=-1), 1e-2 * jnp.mean(counts) + 1e-6)
-    peak = voigt(jnp.zeros((), dtype), jnp.asarray(sigma, dtype), jnp.asarray(gamma, dtype))
-    idx = jnp.clip(jnp.round((bands0 - energy[0]) / step_e).astype(jnp.int32), 0, n_e - 1)
-    at_band = jnp.take_along_axis(jnp.broadcast_to(counts, (n_bands, *counts.shape)), idx[..., None], -1)[..., 0]
-    amp = jnp.maximum(at_band - bg0[None], 0.05 * jnp.max(counts)) / peak
-    if em_steps:
-        amp, bg0 = _em_amplitudes(counts, energy, None if temperature is None else occ, None, bands0, amp, bg0,
-                                  jnp.full((n_bands,), sigma, dtype), jnp.full((n_bands,), gamma, dtype),
-                                  int(em_steps))
-    bg = jnp.stack([jnp.log(bg0), jnp.zeros_like(bg0)])
+    log_amp0, bg = _initial_nuisance(counts, energy, occ, bands0, sigma, gamma, em_steps, temperature is not None)
 
     grid = np.indices(k_shape).sum(axis=0).reshape(-1) % 2
     colours = tuple(jnp.asarray(np.flatnonzero(grid == c), jnp.int32) for c in (0, 1) if np.any(grid == c))
@@ -442,7 +449,7 @@ def refine_generative(
     )
     lam = jnp.full((int(np.prod(k_shape)), 1), 1e-2, dtype)
     kap = jnp.asarray(1e-6 if kappa is None else kappa, dtype)
-    state = (bands0, jnp.log(amp).astype(dtype), bg.astype(dtype), lam, jnp.asarray(sigma, dtype),
+    state = (bands0, log_amp0, bg, lam, jnp.asarray(sigma, dtype),
              jnp.asarray(gamma, dtype), kap)
     state, trace, dev = _refine(p, state, int(rounds), int(sweeps), int(width_steps), kappa is not None, bool(sort),
                                 bool(propose))
