@@ -53,7 +53,7 @@ import numpy as np
 from .._data import BandMap, _is_uniform
 from .._errors import ShapeError, ValidationError
 from ..synth._generate import fermi_dirac
-from ._newton import _site_model, _slopes, _initial_nuisance, _poisson
+from ._newton import _initial_nuisance, _poisson, _site_model, _slopes
 
 __all__ = ["TiedFit", "fit_tied_generative"]
 
