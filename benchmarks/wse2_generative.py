@@ -106,7 +106,7 @@ def main():
             basis = hexike_basis(kx, ky, A_WSE2, noll=tuple(range(2, 8)))
             ref = refine_generative(bandmap, aligned, theory=aligned, sigma_theory=args.sigma, eta=args.eta,
                                     temperature=300.0, fermi_level=0.0, rounds=args.rounds, sweeps=args.sweeps,
-                                    start="tied", tied_basis=basis, tied_sigmas=(0.1,),
+                                    start="tied", tied_basis=basis,
                                     tied_iterations=args.tied_iterations)
             extra = {"aligned_offset_eV": offset, "aligned_scale": scale, "tied_basis": "hexikes Noll 2-7",
                      "aligned_per_band_rmse_meV": per_band_rmse(aligned.energies, truth, mask)}

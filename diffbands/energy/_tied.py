@@ -65,6 +65,7 @@ class TiedFit(eqx.Module):
     - ``coeffs``: ``(n_bands, 2 + n_basis)`` the coefficients (shift eV, scale - 1, basis terms eV).
     - ``log_amp``: ``(n_bands, *k_shape)``; ``background``: ``(2, *k_shape)`` the nuisance parameters.
     - ``trace``: ``U`` after each iteration (all stages), ``(len(sigmas) * iterations,)``.
+    - ``damping``: the joint step's Levenberg-Marquardt ``lambda`` after each iteration (same shape).
     """
 
     bands: jax.Array
