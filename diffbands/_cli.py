@@ -408,9 +408,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lattice-a", dest="lattice_a", type=float, default=None,
                    help="hexagonal lattice constant (A) for hexike perturbations")
     s.add_argument("--solver", default=None, help="default | icm | gradient | adam | chain")
-    s.add_argument("--refine", default=None, choices=["none", "generative"],
-                   help="after the solve: 'generative' refines all bands together under the Poisson likelihood of "
-                        "the counts (separates bands closer than a linewidth; slower), 'none' (default)")
+    s.add_argument("--refine", default=None, choices=["none", "generative", "generative-local"],
+                   help="after the solve: 'generative' refits all bands together under the Poisson likelihood of "
+                        "the counts, first tied to the theory, then per momentum (separates bands closer than a "
+                        "linewidth; slower); 'generative-local' per momentum from the solve; 'none' (default)")
     s.add_argument("--epochs", type=int, default=None, help="ICM epochs (default 150)")
     s.add_argument("--steps", type=int, default=None, help="gradient steps (default 500)")
     s.add_argument("--config", default=None, help="TOML file with any of the options above (command line wins)")

@@ -503,14 +503,18 @@ def reconstruct_from_theory(
        (mean RMSE 59-70 meV against 52 meV without them, E3); the global scale and offset carry no such risk.
     3. :func:`default_energy` around ``T + dE`` (smoothness ``eta``, theory prior ``sigma``, ``interp``,
        ``exclusion``) is minimised by ``solver`` (:func:`make_solver`) from ``T + dE``.
-    4. Optionally (``refine="generative"``; default ``"none"``), the solution is refined under the generative
+    4. Optionally (``refine="generative"``; default ``"none"``), the bands are refit under the generative
        multiband Poisson likelihood of the counts (all bands' Voigt peaks, amplitudes and background fitted
-       per momentum, global widths) with the same smoothness and theory prior, by checkerboard Newton steps
-       (:func:`diffbands.energy.refine_generative`). Bands closer than a linewidth, which ``-log I`` pulls
-       onto the brighter neighbour, separate (WSe2-like volume at 64 x 64: mean RMSE 82 -> 26 meV). The
-       result's ``config["refinement"]`` holds its fitted widths and final deviance; its ``uncertainty`` is
-       then ``None`` (the Laplace estimate belongs to the step-3 energy), and the refinement is not
-       checkpointed.
+       per momentum, global widths): first tied to ``T + dE`` (a shift, an energy scale and, with
+       ``lattice_a`` on a (kx, ky) grid, 6 hexikes per band; :func:`diffbands.energy.fit_tied_generative`),
+       so that the theory's band count holds everywhere, then per momentum with the same smoothness and
+       theory prior by checkerboard Newton steps (:func:`diffbands.energy.refine_generative`,
+       ``start="tied"``). ``refine="generative-local"`` starts the per-momentum steps from the step-3
+       solution instead, whose miscounts (two true bands closer than a linewidth on one fitted band, two
+       fitted bands on the next peak) they keep (WSe2-like volume at 64 x 64: mean RMSE 82 (step 3) -> 26
+       meV (local), 14.9 meV (tied)). The result's ``config["refinement"]`` holds its fitted widths and final
+       deviance; its ``uncertainty`` is then ``None`` (the Laplace estimate belongs to the step-3 energy),
+       and the refinement is not checkpointed.
 
     ``config`` overrides :data:`THEORY_PIPELINE_DEFAULTS` (unknown keys are refused). The returned
     :class:`Reconstruction`'s config holds every setting, the applied offset (``offset_applied``, eV) and the
@@ -587,25 +591,35 @@ def reconstruct_from_theory(
     solver = make_solver(str(cfg["solver"]), int(cfg["epochs"]), int(cfg["steps"]), float(cfg["max_shift"]))
     rec = reconstruct(energy, init, solver, config={**dict(record or {}), **cfg, "input_hash": hashes},
                       uncertainty=uncertainty, checkpoint=ckpt, checkpoint_every=checkpoint_every, log=log)
-    if cfg["refine"] == "generative":
-        rec = _refine_generative(bandmap, rec, init, eta=float(cfg["eta"]), sigma=sigma)
+    if cfg["refine"] != "none":
+        lattice_a = None if cfg["lattice_a"] is None else float(cfg["lattice_a"])
+        rec = _refine_generative(bandmap, rec, init, eta=float(cfg["eta"]), sigma=sigma,
+                                 tied=cfg["refine"] == "generative", lattice_a=lattice_a)
     return rec
 
 
-_REFINEMENTS = ("none", "generative")
+_REFINEMENTS = ("none", "generative", "generative-local")
 
 
 def _refine_generative(bandmap: BandMap, rec: Reconstruction, init: Bands, *, eta: float,
-                       sigma: float | None) -> Reconstruction:
-    """Step 4 of :func:`reconstruct_from_theory`: :func:`~diffbands.energy.refine_generative` from ``rec``."""
+                       sigma: float | None, tied: bool, lattice_a: float | None) -> Reconstruction:
+    """Step 4 of :func:`reconstruct_from_theory`: :func:`~diffbands.energy.refine_generative` from the theory
+    tied fit (``tied``) or from ``rec``."""
     from .energy import refine_generative
 
     t0 = time.perf_counter()
-    out = refine_generative(bandmap, rec.bands.energies, theory=None if sigma is None else init.energies,
-                            eta=eta, sigma_theory=sigma)
+    basis = None
+    if tied and lattice_a is not None and len(bandmap.k_coords) == 2:
+        from .perturbation import hexike_basis
+
+        kx, ky = (np.asarray(c) for c in bandmap.k_coords)
+        basis = hexike_basis(kx, ky, lattice_a, noll=tuple(range(2, 8)))
+    out = refine_generative(bandmap, init.energies if tied else rec.bands.energies,
+                            theory=None if sigma is None else init.energies, eta=eta, sigma_theory=sigma,
+                            start="tied" if tied else "bands0", tied_basis=basis)
     bands = np.asarray(jax.block_until_ready(out.bands))
     wall = time.perf_counter() - t0
-    info = {"method": "generative", "sigma_eV": float(out.sigma), "gamma_eV": float(out.gamma),
+    info = {"method": "generative", "start": "tied" if tied else "bands0", "sigma_eV": float(out.sigma), "gamma_eV": float(out.gamma),
             "kappa": float(out.kappa), "deviance": float(out.deviance), "wall_time": round(wall, 3),
             "energy_first_last": [float(out.trace[0]), float(out.trace[-1])]}
     return Reconstruction(bands=rec.bands.with_energies(bands), init=rec.init, term_energies=rec.term_energies,

@@ -12,6 +12,7 @@ from ._multiband import BandOrdering, FeatureExclusion
 from ._newton import NewtonRefinement, refine_generative
 from ._smoothness import Curvature, Smoothness
 from ._theory import AbstractPerturbation, PerturbationSum, RigidShift, TheoryPrior
+from ._tied import TiedFit, fit_tied_generative
 
 __all__ = [
     "AbstractNeighbourTerm",
@@ -31,9 +32,11 @@ __all__ = [
     "Smoothness",
     "Sum",
     "TheoryPrior",
+    "TiedFit",
     "Weighted",
     "cubic_slopes",
     "fit_generative",
+    "fit_tied_generative",
     "flatten_terms",
     "interp_cubic",
     "interp_grid",
