@@ -159,9 +159,11 @@ def _stored(field: str, arr: np.ndarray, dtype, *, axis: bool = False, copy: boo
 
 
 def _private_copy(arr: np.ndarray) -> jax.Array:
-    """A JAX array holding its own copy of ``arr``, made once (``jnp.asarray`` of a large array made two
-    host copies on CPU), and finished before returning, so later changes to ``arr`` cannot reach it."""
-    return jax.block_until_ready(jax.device_put(arr, may_alias=False))
+    """A JAX array holding its own copy of ``arr``, finished before returning, so later changes to ``arr``
+    cannot reach it. The copy is made by numpy: on CPU, ``jax.device_put(arr, may_alias=False)`` still
+    aliased a suitably aligned caller buffer (JAX 0.10.2; seen as an order-dependent test failure), while
+    aliasing our own private copy is harmless (and then it is the only copy)."""
+    return jax.block_until_ready(jax.device_put(np.array(arr, copy=True)))
 
 
 def _is_uniform(axis: np.ndarray) -> bool:

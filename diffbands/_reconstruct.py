@@ -413,16 +413,22 @@ THEORY_PIPELINE_DEFAULTS: dict[str, Any] = {
     "steps": 500,
     "max_shift": 0.5,
     "refine": "none",
+    "icm_tol": 1e-3,
+    "refine_rms_tol": 5e-4,
 }
 
 
-def make_solver(name: str, epochs: int = 150, steps: int = 500, max_shift: float = 0.5) -> AbstractSolver:
+def make_solver(name: str, epochs: int = 150, steps: int = 500, max_shift: float = 0.5, icm_tol: float = 1e-3,
+                refine_rms_tol: float = 5e-4) -> AbstractSolver:
     """A solver by short name: ``default``, ``icm``, ``gradient`` (L-BFGS), ``adam`` or ``chain`` (ChainDP).
-    ``max_shift`` (eV) is the rigid-shift search of the ICM stage of ``default``."""
+    ``max_shift`` (eV) is the rigid-shift search of the ICM stage of ``default``; ``icm_tol`` and
+    ``refine_rms_tol`` its stopping rules (see :func:`~diffbands.solvers.default_solver`; ``0``: run until
+    nothing moves)."""
     from . import solvers
 
     table = {
-        "default": lambda: solvers.default_solver(max_epochs=epochs, max_steps=steps, max_shift=max_shift),
+        "default": lambda: solvers.default_solver(max_epochs=epochs, max_steps=steps, max_shift=max_shift,
+                                                  icm_tol=icm_tol, refine_rms_tol=refine_rms_tol),
         "icm": lambda: solvers.CheckerboardICM(max_epochs=epochs, ignore_unsupported=True),
         "gradient": lambda: solvers.GradientMAP("lbfgs", max_steps=steps),
         "adam": lambda: solvers.GradientMAP("adam", max_steps=steps),
@@ -588,7 +594,8 @@ def reconstruct_from_theory(
     sigma = None if sigma in (None, "none", 0, 0.0) else float(sigma)
     energy = default_energy(bandmap, init, eta=float(cfg["eta"]), sigma=sigma, interp=cfg["interp"],
                             exclusion=float(cfg["exclusion"]))
-    solver = make_solver(str(cfg["solver"]), int(cfg["epochs"]), int(cfg["steps"]), float(cfg["max_shift"]))
+    solver = make_solver(str(cfg["solver"]), int(cfg["epochs"]), int(cfg["steps"]), float(cfg["max_shift"]),
+                         float(cfg["icm_tol"]), float(cfg["refine_rms_tol"]))
     rec = reconstruct(energy, init, solver, config={**dict(record or {}), **cfg, "input_hash": hashes},
                       uncertainty=uncertainty, checkpoint=ckpt, checkpoint_every=checkpoint_every, log=log)
     if cfg["refine"] != "none":

@@ -26,7 +26,7 @@ NK, NE = 24, 120
 # the default solver (ICM, then L-BFGS) with a checkpoint after every step: many checkpoints, so the
 # interruption lands inside the solve
 # (every test uses these settings, so that the compiled solver is shared)
-CFG = {"epochs": 40, "steps": 80}
+CFG = {"epochs": 40, "steps": 80, "icm_tol": 0.0, "refine_rms_tol": 0.0}  # the CLI runs below: SETTINGS + no early stop
 SETTINGS = ["--epochs", "40", "--steps", "80", "--checkpoint-every", "1"]
 
 
@@ -60,8 +60,12 @@ def files(tmp_path_factory):
 
 
 def _argv(d: Path, out: str, *more: str) -> list[str]:
+    # no early stopping: the solve must last long enough for a SIGINT to land inside it
+    config = d / "no_early_stop.toml"
+    if not config.exists():
+        config.write_text("icm_tol = 0.0\nrefine_rms_tol = 0.0\n")
     return ["reconstruct", str(d / "data.h5"), "--init", str(d / "theory.h5"), "--out", str(d / out), *SETTINGS,
-            *more]
+            "--config", str(config), *more]
 
 
 def _arrays(path: Path) -> dict[str, np.ndarray]:
