@@ -84,7 +84,11 @@ def runs(files):
     d, _, _ = files
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
     ckpt = d / "cut.checkpoint.h5"
-    proc = subprocess.Popen([sys.executable, "-m", "diffbands", *_argv(d, "cut.h5")], cwd=ROOT, env=env,
+    # the child installs Python's Ctrl-C handler itself: a test run started in the background by a
+    # non-interactive shell (`cmd &`) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
+    child = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "runpy.run_module('diffbands', run_name='__main__')")
+    proc = subprocess.Popen([sys.executable, "-c", child, *_argv(d, "cut.h5")], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     signalled = threading.Event()
 
