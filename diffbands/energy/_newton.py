@@ -366,6 +366,26 @@ def _initial_nuisance(counts, energy, occ, bands0, sigma: float, gamma: float, e
     return jnp.log(amp).astype(dtype), jnp.stack([jnp.log(bg0), jnp.zeros_like(bg0)]).astype(dtype)
 
 
+def _poisson_inputs(bandmap, bands, field: str, what: str):
+    """``(counts, energy, bands)`` as arrays of the counts' dtype, checked: a :class:`BandMap` of finite
+    counts >= 0 on a uniform energy axis (needed by ``what``) and bands ``(n_bands, *k_shape)``, finite."""
+    if not isinstance(bandmap, BandMap):
+        raise ValidationError("bandmap", f"must be a diffbands.BandMap, got {type(bandmap).__name__}")
+    counts = jnp.asarray(bandmap.intensity)
+    if not bool(jnp.all(jnp.isfinite(counts))) or bool(jnp.any(counts < 0)):
+        raise ValidationError("bandmap.intensity", "must be finite and >= 0 (Poisson counts)")
+    energy = jnp.asarray(bandmap.energy, counts.dtype)
+    if not _is_uniform(np.asarray(energy)):
+        raise ValidationError("bandmap.energy", f"{what} needs a uniform energy axis")
+    k_shape = tuple(counts.shape[:-1])
+    bands = jnp.asarray(getattr(bands, "energies", bands), counts.dtype)
+    if bands.ndim != 1 + len(k_shape) or bands.shape[1:] != k_shape:
+        raise ShapeError(field, f"must have shape (n_bands, *{k_shape}), got {bands.shape}")
+    if not bool(jnp.all(jnp.isfinite(bands))):
+        raise ValidationError(field, "must be finite")
+    return counts, energy, bands
+
+
 def refine_generative(
     bandmap: BandMap,
     bands0,
@@ -414,20 +434,8 @@ def refine_generative(
     that miscount (WSe2-like 14 bands at 64 x 64: mean RMSE 25.9 meV, max 64, from the default solution;
     14.9 meV, max 24, tied). ``start="bands0"`` (default) refines from ``bands0`` directly.
     """
-    if not isinstance(bandmap, BandMap):
-        raise ValidationError("bandmap", f"must be a diffbands.BandMap, got {type(bandmap).__name__}")
-    counts = jnp.asarray(bandmap.intensity)
-    if not bool(jnp.all(jnp.isfinite(counts))) or bool(jnp.any(counts < 0)):
-        raise ValidationError("bandmap.intensity", "must be finite and >= 0 (Poisson counts)")
-    energy = jnp.asarray(bandmap.energy, counts.dtype)
-    if not _is_uniform(np.asarray(energy)):
-        raise ValidationError("bandmap.energy", "the Newton refinement needs a uniform energy axis")
+    counts, energy, bands0 = _poisson_inputs(bandmap, bands0, "bands0", "the Newton refinement")
     k_shape = tuple(counts.shape[:-1])
-    bands0 = jnp.asarray(getattr(bands0, "energies", bands0), counts.dtype)
-    if bands0.ndim != 1 + len(k_shape) or bands0.shape[1:] != k_shape:
-        raise ShapeError("bands0", f"must have shape (n_bands, *{k_shape}), got {bands0.shape}")
-    if not bool(jnp.all(jnp.isfinite(bands0))):
-        raise ValidationError("bands0", "must be finite")
     if start not in ("bands0", "tied"):
         raise ValidationError("start", f"must be 'bands0' or 'tied', got {start!r}")
     for name, value in (("eta", eta), ("eta_amp", eta_amp), ("sigma", sigma), ("gamma", gamma),

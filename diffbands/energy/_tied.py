@@ -50,10 +50,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._data import BandMap, _is_uniform
+from .._data import BandMap
 from .._errors import ShapeError, ValidationError
 from ..synth._generate import fermi_dirac
-from ._newton import _initial_nuisance, _poisson, _site_model, _slopes
+from ._newton import _initial_nuisance, _poisson, _poisson_inputs, _site_model, _slopes
 
 __all__ = ["TiedFit", "fit_tied_generative"]
 
@@ -222,20 +222,8 @@ def fit_tied_generative(
     ``block``, ``em_steps`` as in :func:`~diffbands.energy.refine_generative`; ``max_step`` (eV) bounds the
     largest band move of one step.
     """
-    if not isinstance(bandmap, BandMap):
-        raise ValidationError("bandmap", f"must be a diffbands.BandMap, got {type(bandmap).__name__}")
-    counts = jnp.asarray(bandmap.intensity)
-    if not bool(jnp.all(jnp.isfinite(counts))) or bool(jnp.any(counts < 0)):
-        raise ValidationError("bandmap.intensity", "must be finite and >= 0 (Poisson counts)")
-    energy = jnp.asarray(bandmap.energy, counts.dtype)
-    if not _is_uniform(np.asarray(energy)):
-        raise ValidationError("bandmap.energy", "the tied generative fit needs a uniform energy axis")
+    counts, energy, theory = _poisson_inputs(bandmap, theory, "theory", "the tied generative fit")
     k_shape = tuple(counts.shape[:-1])
-    theory = jnp.asarray(getattr(theory, "energies", theory), counts.dtype)
-    if theory.ndim != 1 + len(k_shape) or theory.shape[1:] != k_shape:
-        raise ShapeError("theory", f"must have shape (n_bands, *{k_shape}), got {theory.shape}")
-    if not bool(jnp.all(jnp.isfinite(theory))):
-        raise ValidationError("theory", "must be finite")
     if basis is None:
         basis = jnp.zeros((0, *k_shape), counts.dtype)
     basis = jnp.asarray(basis, counts.dtype)
