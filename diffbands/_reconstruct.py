@@ -413,6 +413,7 @@ THEORY_PIPELINE_DEFAULTS: dict[str, Any] = {
     "steps": 500,
     "max_shift": 0.5,
     "refine": "none",
+    "refine_coarse": "auto",
     "icm_tol": 1e-3,
     "refine_rms_tol": 5e-4,
 }
@@ -520,7 +521,10 @@ def reconstruct_from_theory(
        fitted bands on the next peak) they keep (WSe2-like volume at 64 x 64: mean RMSE 82 (step 3) -> 26
        meV (local), 14.9 meV (tied)). The result's ``config["refinement"]`` holds its fitted widths and final
        deviance; its ``uncertainty`` is then ``None`` (the Laplace estimate belongs to the step-3 energy),
-       and the refinement is not checkpointed.
+       and the refinement is not checkpointed. ``refine_coarse`` (an int, or ``"auto"``: the largest step
+       that keeps at least 64 momenta along the shortest axis) runs the tied fit and the Newton rounds on
+       every ``refine_coarse``-th momentum first and finishes at full resolution (``coarse`` of
+       :func:`~diffbands.energy.refine_generative`).
 
     ``config`` overrides :data:`THEORY_PIPELINE_DEFAULTS` (unknown keys are refused). The returned
     :class:`Reconstruction`'s config holds every setting, the applied offset (``offset_applied``, eV) and the
@@ -551,6 +555,7 @@ def reconstruct_from_theory(
         raise ValidationError("theory", f"must be a Bands, got {type(theory).__name__}")
     if not isinstance(bandmap, BandMap):
         raise ValidationError("bandmap", f"must be a BandMap, got {type(bandmap).__name__}")
+    _coarse_step(cfg["refine_coarse"], bandmap.k_shape)  # refused before the solve, not after it
     from .io import input_hash
 
     hashes = {"data": input_hash(bandmap), "theory": input_hash(theory)}
@@ -601,15 +606,25 @@ def reconstruct_from_theory(
     if cfg["refine"] != "none":
         lattice_a = None if cfg["lattice_a"] is None else float(cfg["lattice_a"])
         rec = _refine_generative(bandmap, rec, init, eta=float(cfg["eta"]), sigma=sigma,
-                                 tied=cfg["refine"] == "generative", lattice_a=lattice_a)
+                                 tied=cfg["refine"] == "generative", lattice_a=lattice_a,
+                                 coarse=_coarse_step(cfg["refine_coarse"], bandmap.k_shape))
     return rec
 
 
 _REFINEMENTS = ("none", "generative", "generative-local")
 
 
+def _coarse_step(value, k_shape: tuple[int, ...]) -> int:
+    """``refine_coarse`` as a step: an int >= 1, or ``"auto"``: the largest keeping >= 64 momenta per axis."""
+    if value == "auto":
+        return max(1, min(k_shape) // 64)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValidationError("refine_coarse", f"must be 'auto' or an int >= 1, got {value!r}")
+    return int(value)
+
+
 def _refine_generative(bandmap: BandMap, rec: Reconstruction, init: Bands, *, eta: float,
-                       sigma: float | None, tied: bool, lattice_a: float | None) -> Reconstruction:
+                       sigma: float | None, tied: bool, lattice_a: float | None, coarse: int = 1) -> Reconstruction:
     """Step 4 of :func:`reconstruct_from_theory`: :func:`~diffbands.energy.refine_generative` from the theory
     tied fit (``tied``) or from ``rec``."""
     from .energy import refine_generative
@@ -623,10 +638,10 @@ def _refine_generative(bandmap: BandMap, rec: Reconstruction, init: Bands, *, et
         basis = hexike_basis(kx, ky, lattice_a, noll=tuple(range(2, 8)))
     out = refine_generative(bandmap, init.energies if tied else rec.bands.energies,
                             theory=None if sigma is None else init.energies, eta=eta, sigma_theory=sigma,
-                            start="tied" if tied else "bands0", tied_basis=basis)
+                            start="tied" if tied else "bands0", tied_basis=basis, coarse=coarse)
     bands = np.asarray(jax.block_until_ready(out.bands))
     wall = time.perf_counter() - t0
-    info = {"method": "generative", "start": "tied" if tied else "bands0", "sigma_eV": float(out.sigma), "gamma_eV": float(out.gamma),
+    info = {"method": "generative", "start": "tied" if tied else "bands0", "coarse": coarse, "sigma_eV": float(out.sigma), "gamma_eV": float(out.gamma),
             "kappa": float(out.kappa), "deviance": float(out.deviance), "wall_time": round(wall, 3),
             "energy_first_last": [float(out.trace[0]), float(out.trace[-1])]}
     return Reconstruction(bands=rec.bands.with_energies(bands), init=rec.init, term_energies=rec.term_energies,

@@ -167,3 +167,38 @@ def test_tied_bad_input():
         fit_tied_generative(bm, np.zeros((1, 6)), sigmas=(0.1, -1.0))
     with pytest.raises(ValidationError, match="start"):
         refine_generative(bm, np.zeros((1, 6)), start="theory")
+
+
+def test_coarse_to_fine_improves_on_the_tied_start():
+    """``coarse=2``: the tied fit and the rounds on every second momentum, then full-resolution sweeps from
+    the interpolated change. Every band ends within 35 meV, the full-resolution sweeps never raise the energy,
+    the start is the coarse tied fit evaluated on the full grid (``evaluate_tied``), and ``fine_sweeps=0``
+    returns the interpolation (also within 35 meV)."""
+    from diffbands.energy import evaluate_tied
+
+    bm, truth, theory = _three_bands(nk=48)
+    te = np.asarray(truth.energies, np.float64)
+    rmse = lambda b: np.sqrt(np.mean((np.asarray(b, np.float64) - te) ** 2, axis=1))  # noqa: E731
+    kw = dict(eta=0.1, theory=theory, sigma_theory=0.3, rounds=1, sweeps=4, start="tied", tied_sigmas=(0.1,),
+              tied_iterations=12, kappa=None)
+    out = refine_generative(bm, theory, coarse=2, fine_sweeps=3, **kw)
+    assert out.bands.shape == theory.energies.shape and out.start.shape == theory.energies.shape
+    assert np.all(rmse(out.bands) < 0.035), rmse(out.bands)
+    trace = np.asarray(out.trace)
+    assert trace.shape == (3,) and np.all(np.diff(trace) <= 1e-6 * np.abs(trace[:-1])), trace
+    interp = refine_generative(bm, theory, coarse=2, fine_sweeps=0, **kw)
+    np.testing.assert_allclose(np.asarray(interp.start), np.asarray(out.start), atol=1e-6)
+    assert np.all(rmse(interp.bands) < 0.035), rmse(interp.bands)
+    assert not np.allclose(np.asarray(interp.bands), np.asarray(out.bands))  # the fine sweeps did move them
+    # tied coefficients evaluated on the coarse grid reproduce the coarse tied fit
+    sub = db.BandMap(np.asarray(bm.intensity)[::2], [np.asarray(bm.k_coords[0])[::2], np.asarray(bm.energy)],
+                     dims=("k", "E"))
+    fit = fit_tied_generative(sub, np.asarray(theory.energies)[:, ::2], sigmas=(0.1,), iterations=12, kappa=None)
+    np.testing.assert_allclose(np.asarray(evaluate_tied(np.asarray(theory.energies)[:, ::2], fit.coeffs)),
+                               np.asarray(fit.bands), atol=1e-5)
+    # ... and the full-resolution start is that perturbation on the full grid
+    centre = np.asarray(theory.energies)[:, ::2].mean(axis=1)
+    full = evaluate_tied(theory.energies, fit.coeffs, centre=centre)
+    np.testing.assert_allclose(np.sort(np.asarray(full), 0)[::-1], np.asarray(out.start), atol=2e-3)
+    with pytest.raises(ValidationError, match="coarse"):
+        refine_generative(bm, theory, coarse=0)

@@ -12,7 +12,7 @@ from ._multiband import BandOrdering, FeatureExclusion
 from ._newton import NewtonRefinement, refine_generative
 from ._smoothness import Curvature, Smoothness
 from ._theory import AbstractPerturbation, PerturbationSum, RigidShift, TheoryPrior
-from ._tied import TiedFit, fit_tied_generative
+from ._tied import TiedFit, evaluate_tied, fit_tied_generative
 
 __all__ = [
     "AbstractNeighbourTerm",
@@ -35,6 +35,7 @@ __all__ = [
     "TiedFit",
     "Weighted",
     "cubic_slopes",
+    "evaluate_tied",
     "fit_generative",
     "fit_tied_generative",
     "flatten_terms",

@@ -411,6 +411,9 @@ def refine_generative(
     tied_basis=None,
     tied_sigmas=(0.2, 0.1),
     tied_iterations: int = 12,
+    coarse: int = 1,
+    fine_rounds: int = 1,
+    fine_sweeps: int = 4,
 ) -> NewtonRefinement:
     r"""Refine ``bands0`` under the generative multiband Poisson likelihood by checkerboard Newton steps.
 
@@ -433,6 +436,15 @@ def refine_generative(
     linewidth share one fitted band and two fitted bands share the next peak, the per-momentum steps keep
     that miscount (WSe2-like 14 bands at 64 x 64: mean RMSE 25.9 meV, max 64, from the default solution;
     14.9 meV, max 24, tied). ``start="bands0"`` (default) refines from ``bands0`` directly.
+
+    ``coarse > 1`` solves coarse to fine: the start (tied fit included) and the ``rounds`` run on every
+    ``coarse``-th momentum along each axis, the change they made to the start, the amplitudes and the
+    background are interpolated (multilinear) to the full grid and added to the full-resolution start (a
+    tied fit is evaluated on the full grid from its coefficients, so the theory's fine structure is kept), and
+    ``fine_rounds`` x ``fine_sweeps`` sweeps (then ``width_steps``) finish at full resolution from the
+    coarse widths (``fine_sweeps=0``: the interpolation alone; ``trace`` and ``deviance`` are then the coarse
+    grid's). The cost of the many sweeps falls by
+    ``coarse ** n_k_axes``.
     """
     counts, energy, bands0 = _poisson_inputs(bandmap, bands0, "bands0", "the Newton refinement")
     k_shape = tuple(counts.shape[:-1])
@@ -444,11 +456,13 @@ def refine_generative(
             raise ValidationError(name, f"must be finite and > 0, got {value!r}")
     if kappa is not None and not (np.isfinite(kappa) and kappa > 0):
         raise ValidationError("kappa", f"must be finite and > 0 or None, got {kappa!r}")
-    for name, value in (("rounds", rounds), ("sweeps", sweeps), ("block", block)):
+    for name, value in (("rounds", rounds), ("sweeps", sweeps), ("block", block), ("coarse", coarse),
+                        ("fine_rounds", fine_rounds)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValidationError(name, f"must be a positive int, got {value!r}")
-    if isinstance(width_steps, bool) or not isinstance(width_steps, (int, np.integer)) or width_steps < 0:
-        raise ValidationError("width_steps", f"must be an int >= 0, got {width_steps!r}")
+    for name, value in (("width_steps", width_steps), ("fine_sweeps", fine_sweeps)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValidationError(name, f"must be an int >= 0, got {value!r}")
     if theory is not None:
         theory = jnp.asarray(getattr(theory, "energies", theory), counts.dtype)
         if theory.shape != bands0.shape:
@@ -458,34 +472,97 @@ def refine_generative(
         inv_st2 = 1.0 / sigma_theory**2
     else:
         theory, inv_st2 = jnp.zeros_like(bands0), 0.0
-    n_bands, n_e = bands0.shape[0], energy.shape[0]
     dtype = counts.dtype
     occ = jnp.ones_like(energy) if temperature is None else fermi_dirac(energy, fermi_level, temperature)
+    k_coords = tuple(jnp.asarray(k, dtype) for k in bandmap.k_coords)
+    tied_kw = dict(basis=tied_basis, sigmas=tied_sigmas, gamma=gamma, kappa=kappa, temperature=temperature,
+                   fermi_level=fermi_level, iterations=tied_iterations, max_step=max_step, block=block,
+                   em_steps=em_steps)
+    run_kw = dict(eta=eta, eta_amp=eta_amp, inv_st2=inv_st2, width_steps=int(width_steps), fit_kappa=kappa is not None,
+                  sort=bool(sort), propose=bool(propose), block=int(block), max_step=float(max_step))
 
+    if coarse > 1 and max(k_shape) > coarse:
+        return _coarse_to_fine(bandmap, counts, energy, occ, k_coords, bands0, theory, int(coarse), start, tied_kw,
+                               run_kw, sigma=sigma, gamma=gamma, kappa=kappa, rounds=int(rounds), sweeps=int(sweeps),
+                               fine_rounds=int(fine_rounds), fine_sweeps=int(fine_sweeps), em_steps=em_steps,
+                               fermi=temperature is not None)
     if start == "tied":
         from ._tied import fit_tied_generative
 
-        tied = fit_tied_generative(bandmap, bands0, basis=tied_basis, sigmas=tied_sigmas, gamma=gamma, kappa=kappa,
-                                   temperature=temperature, fermi_level=fermi_level, iterations=tied_iterations,
-                                   max_step=max_step, block=block, em_steps=em_steps)
+        tied = fit_tied_generative(bandmap, bands0, **tied_kw)
         bands0 = -jnp.sort(-tied.bands, axis=0) if sort else tied.bands
     log_amp0, bg = _initial_nuisance(counts, energy, occ, bands0, sigma, gamma, em_steps, temperature is not None)
+    kap = 1e-6 if kappa is None else kappa
+    return _run(counts, energy, occ, k_coords, bands0, log_amp0, bg, theory, (sigma, gamma, kap), rounds=int(rounds),
+                sweeps=int(sweeps), **run_kw)
 
+
+def _run(counts, energy, occ, k_coords, bands0, log_amp0, bg, theory, widths, *, eta, eta_amp, inv_st2, rounds,
+         sweeps, width_steps, fit_kappa, sort, propose, block, max_step) -> NewtonRefinement:
+    """The per-momentum rounds from ``(bands0, log_amp0, bg)`` and the widths ``(sigma, gamma, kappa)``."""
+    n_bands, k_shape, n_e, dtype = bands0.shape[0], tuple(counts.shape[:-1]), energy.shape[0], counts.dtype
     grid = np.indices(k_shape).sum(axis=0).reshape(-1) % 2
     colours = tuple(jnp.asarray(np.flatnonzero(grid == c), jnp.int32) for c in (0, 1) if np.any(grid == c))
     p = _Problem(
         counts=counts.reshape(-1, n_e), energy=energy, u=2.0 * (energy - energy[0]) / (energy[-1] - energy[0]) - 1.0,
-        occ=occ, k_coords=tuple(jnp.asarray(k, dtype) for k in bandmap.k_coords), theory=theory,
-        colours=colours, inv_eta2=jnp.asarray(1.0 / eta**2, dtype), inv_eta_a2=jnp.asarray(1.0 / eta_amp**2, dtype),
-        inv_sigma_t2=jnp.asarray(inv_st2, dtype), n_bands=n_bands, k_shape=k_shape, block=int(block),
-        max_step=float(max_step),
+        occ=occ, k_coords=k_coords, theory=theory, colours=colours, inv_eta2=jnp.asarray(1.0 / eta**2, dtype),
+        inv_eta_a2=jnp.asarray(1.0 / eta_amp**2, dtype), inv_sigma_t2=jnp.asarray(inv_st2, dtype), n_bands=n_bands,
+        k_shape=k_shape, block=block, max_step=max_step,
     )
     lam = jnp.full((int(np.prod(k_shape)), 1), 1e-2, dtype)
-    kap = jnp.asarray(1e-6 if kappa is None else kappa, dtype)
-    state = (bands0, log_amp0, bg, lam, jnp.asarray(sigma, dtype),
-             jnp.asarray(gamma, dtype), kap)
-    state, trace, dev = _refine(p, state, int(rounds), int(sweeps), int(width_steps), kappa is not None, bool(sort),
-                                bool(propose))
+    state = (jnp.asarray(bands0, dtype), jnp.asarray(log_amp0, dtype), jnp.asarray(bg, dtype), lam,
+             *(jnp.asarray(w, dtype) for w in widths))
+    state, trace, dev = _refine(p, state, rounds, sweeps, width_steps, fit_kappa, sort, propose)
     bands, log_amp, bg, _, s, g, k = state
     const = jnp.sum(jnp.where(counts > 0, counts * jnp.log(jnp.where(counts > 0, counts, 1.0)) - counts, 0.0))
-    return NewtonRefinement(bands, log_amp, bg, s, g, k, trace, dev + const, bands0)
+    return NewtonRefinement(bands, log_amp, bg, s, g, k, trace, dev + const, jnp.asarray(bands0, dtype))
+
+
+def _upsample(x: jax.Array, step: int, k_shape: tuple[int, ...]) -> jax.Array:
+    """``x`` ``(n, *coarse_shape)`` known at every ``step``-th momentum, multilinearly interpolated to
+    ``(n, *k_shape)`` (constant beyond the last coarse point)."""
+    for ax, m in enumerate(k_shape):  # one or two momentum axes
+        pos = jnp.minimum(jnp.arange(m, dtype=x.dtype) / step, x.shape[ax + 1] - 1)
+        lo = jnp.minimum(jnp.floor(pos).astype(jnp.int32), x.shape[ax + 1] - 1)
+        hi = jnp.minimum(lo + 1, x.shape[ax + 1] - 1)
+        w = (pos - lo).reshape([m if i == ax + 1 else 1 for i in range(x.ndim)])
+        x = jnp.take(x, lo, axis=ax + 1) * (1 - w) + jnp.take(x, hi, axis=ax + 1) * w
+    return x
+
+
+def _coarse_to_fine(bandmap, counts, energy, occ, k_coords, bands0, theory, step, start, tied_kw, run_kw, *, sigma,
+                    gamma, kappa, rounds, sweeps, fine_rounds, fine_sweeps, em_steps, fermi) -> NewtonRefinement:
+    """:func:`refine_generative` with ``coarse=step`` (see there)."""
+    k_shape = tuple(counts.shape[:-1])
+    sub = (slice(None),) + tuple(slice(None, None, step) for _ in k_shape)
+    coarse_map = BandMap(np.asarray(counts)[sub[1:]], [np.asarray(k)[::step] for k in k_coords] + [np.asarray(energy)],
+                         dims=bandmap.dims, units=bandmap.units, intensity_unit=bandmap.intensity_unit)
+    base_full, base_coarse = bands0, bands0[sub]
+    if start == "tied":
+        from ._tied import evaluate_tied, fit_tied_generative
+
+        basis = tied_kw["basis"]
+        coarse_kw = {**tied_kw, "basis": None if basis is None else jnp.asarray(basis)[sub]}
+        tied = fit_tied_generative(coarse_map, base_coarse, **coarse_kw)
+        base_full = evaluate_tied(bands0, tied.coeffs, basis, centre=jnp.mean(base_coarse.reshape(bands0.shape[0], -1), 1))
+        base_coarse = tied.bands
+    if run_kw["sort"]:
+        base_full, base_coarse = -jnp.sort(-base_full, axis=0), -jnp.sort(-base_coarse, axis=0)
+    c_counts = jnp.asarray(coarse_map.intensity, counts.dtype)
+    c_coords = tuple(jnp.asarray(k, counts.dtype) for k in coarse_map.k_coords)
+    log_amp0, bg = _initial_nuisance(c_counts, energy, occ, base_coarse, sigma, gamma, em_steps, fermi)
+    kap = 1e-6 if kappa is None else kappa
+    first = _run(c_counts, energy, occ, c_coords, base_coarse, log_amp0, bg, theory[sub], (sigma, gamma, kap),
+                 rounds=rounds, sweeps=sweeps, **run_kw)
+    # the coarse rounds' change to the start, not the bands themselves: the start's fine structure is kept
+    bands = base_full + _upsample(first.bands - base_coarse, step, k_shape)
+    log_amp = _upsample(first.log_amp, step, k_shape)
+    if run_kw["sort"]:
+        bands, log_amp = _sort(bands, log_amp)
+    background = _upsample(first.background, step, k_shape)
+    if fine_sweeps == 0:
+        return NewtonRefinement(bands, log_amp, background, first.sigma, first.gamma, first.kappa, first.trace,
+                                first.deviance, base_full)
+    out = _run(counts, energy, occ, k_coords, bands, log_amp, background, theory,
+               (first.sigma, first.gamma, first.kappa), rounds=fine_rounds, sweeps=fine_sweeps, **run_kw)
+    return eqx.tree_at(lambda r: r.start, out, base_full)

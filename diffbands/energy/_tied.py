@@ -55,7 +55,7 @@ from .._errors import ShapeError, ValidationError
 from ..synth._generate import fermi_dirac
 from ._newton import _initial_nuisance, _poisson, _poisson_inputs, _site_model, _slopes
 
-__all__ = ["TiedFit", "fit_tied_generative"]
+__all__ = ["TiedFit", "evaluate_tied", "fit_tied_generative"]
 
 
 class TiedFit(eqx.Module):
@@ -88,6 +88,24 @@ class _Tied(eqx.Module):
     n_bands: int = eqx.field(static=True)
     block: int = eqx.field(static=True)
     max_step: float = eqx.field(static=True)
+
+
+def evaluate_tied(theory, coeffs, basis=None, centre=None) -> jax.Array:
+    r"""The tied bands ``T_b + c_b0 + c_b1 (T_b - centre_b) + sum_t c_b(t+2) H_t`` ``(n_bands, *k_shape)`` from
+    :class:`TiedFit` coefficients on any momentum grid: ``theory`` ``(n_bands, *k_shape)`` and ``basis``
+    ``(m, *k_shape)`` on that grid, ``centre`` ``(n_bands,)`` the band means of the fit's grid (default: of
+    ``theory``), so coefficients fitted on a subgrid give the same perturbation on the full grid."""
+    theory = jnp.asarray(getattr(theory, "energies", theory))
+    coeffs = jnp.asarray(coeffs, theory.dtype)
+    n_bands = theory.shape[0]
+    flat = theory.reshape(n_bands, -1)
+    centre = jnp.mean(flat, axis=1) if centre is None else jnp.asarray(centre, theory.dtype)
+    out = flat + coeffs[:, :1] + coeffs[:, 1:2] * (flat - centre[:, None])
+    if coeffs.shape[1] > 2:
+        if basis is None:
+            raise ValidationError("basis", f"the coefficients have {coeffs.shape[1] - 2} basis terms; pass their basis")
+        out = out + coeffs[:, 2:] @ jnp.asarray(basis, theory.dtype).reshape(coeffs.shape[1] - 2, -1)
+    return out.reshape(theory.shape)
 
 
 def _bands_of(t: _Tied, coeffs):
