@@ -20,11 +20,11 @@ from .._data import (
 )
 from .._errors import ShapeError, ValidationError
 from ._base import AbstractSiteTerm
-from ._interp import cubic_slopes, interp_cubic, interp_grid, interp_grid_sites, interp_linear
+from ._interp import cubic_slopes, interp_cubic, interp_grid, interp_grid_sites, interp_linear, interp_local_cubic
 
 __all__ = ["IntensityLikelihood"]
 
-_INTERPS = ("linear", "cubic")
+_INTERPS = ("linear", "cubic", "local-cubic")
 _SPACES = ("log", "intensity")
 
 
@@ -41,8 +41,11 @@ class IntensityLikelihood(AbstractSiteTerm):
     stays positive even where a cubic overshoots, and a cubic spline reproduces the parabolic log-profile of
     a Gaussian peak, which places sub-grid maxima well. ``space="intensity"`` interpolates ``I_f`` itself and uses
     ``-log(max(I~, floor))``. ``interp="linear"`` is piecewise linear; ``interp="cubic"`` is the natural
-    cubic spline (C2 inside the axis; see :mod:`diffbands.energy._interp`). Energies outside the energy axis
-    are clamped to its ends: the cost there is the edge cost, with zero gradient (never NaN).
+    cubic spline (C2 inside the axis), which stores a table of knot slopes as large as the data;
+    ``interp="local-cubic"`` is the cubic Hermite with 3-point parabola slopes computed from the 4 knots
+    around each query (C1, exact for the parabolic log-profile of a Gaussian line, no slope table: what
+    :func:`~diffbands.default_energy` uses); see :mod:`diffbands.energy._interp`. Energies outside the
+    energy axis are clamped to its ends: the cost there is the edge cost, with zero gradient (never NaN).
 
     **On the grid**: at the energy-axis points every option gives exactly ``-log(I_f)``;
     :meth:`grid_table_on_axis` returns that table, and :meth:`grid_table` on the axis returns the same
@@ -53,7 +56,7 @@ class IntensityLikelihood(AbstractSiteTerm):
     **Arguments:**
 
     - ``bandmap``: a :class:`~diffbands.BandMap`, or an intensity array ``(*k_shape, n_E)`` with ``energy=``.
-    - ``interp``: ``"linear"`` or ``"cubic"``.
+    - ``interp``: ``"linear"``, ``"cubic"`` or ``"local-cubic"``.
     - ``floor``: relative floor in ``(0, 1)``.
     - ``space``: ``"log"`` or ``"intensity"`` (what is interpolated).
     - ``energy``: the increasing energy axis, only when ``bandmap`` is an array.
@@ -116,6 +119,8 @@ class IntensityLikelihood(AbstractSiteTerm):
             )
         if self.interp == "cubic":
             y = interp_cubic(self.table, self.slopes, self.energy, values, uniform=self.uniform)
+        elif self.interp == "local-cubic":
+            y = interp_local_cubic(self.table, self.energy, values, uniform=self.uniform)
         else:
             y = interp_linear(self.table, self.energy, values, uniform=self.uniform)
         return y if self.space == "log" else jnp.log(jnp.maximum(y, self.floor_value))
@@ -140,8 +145,24 @@ class IntensityLikelihood(AbstractSiteTerm):
         del band
         if tuple(k_shape) != self.k_shape:
             raise ShapeError("k_shape", f"{tuple(k_shape)} differs from the intensity's k_shape {self.k_shape}")
-        y = interp_grid(self.table, self.energy, grid, self.slopes).astype(self.table.dtype)
+        y = interp_grid(self.table, self.energy, grid, self.slopes, local=self.interp == "local-cubic")
+        y = y.astype(self.table.dtype)
         return -y if self.space == "log" else -jnp.log(jnp.maximum(y, self.floor_value))
+
+    def axis_costs(self, rows: jax.Array, index: jax.Array, size: int | None = None) -> jax.Array:
+        """``-log I_f`` read in place from the stored table at the flat momenta ``rows`` and energy-axis
+        indices ``index`` (one per row): shape ``rows.shape``; with ``size``, the ``size`` consecutive
+        indices ``index .. index + size - 1`` of each row (kept inside the axis by the caller), energy-major
+        ``(size, *rows.shape)``, one contiguous read per row. The values of :meth:`grid_table_on_axis`."""
+        n = self.table.shape[-1]
+        flat = self.table.reshape(-1, n)
+        if size is None:
+            y = flat[rows, index]
+        else:
+            idx = jnp.stack([rows.astype(jnp.int32), index.astype(jnp.int32)], axis=-1)
+            dims = jax.lax.GatherDimensionNumbers(offset_dims=(0,), collapsed_slice_dims=(0,), start_index_map=(0, 1))
+            y = jax.lax.gather(flat, idx, dims, (1, size), mode="clip")
+        return -y if self.space == "log" else -jnp.log(y)
 
     def grid_table_sites(
         self, band: jax.Array, grid: jax.Array, k_shape: tuple[int, ...], sites, weight=None
@@ -160,7 +181,8 @@ class IntensityLikelihood(AbstractSiteTerm):
             y = -y if self.space == "log" else -jnp.log(jnp.maximum(y, self.floor_value))
             return y if weight is None else (weight * y).astype(grid.dtype)
 
-        return interp_grid_sites(self.table.reshape(-1, n), self.energy, grid, jnp.asarray(sites), slopes, post)
+        return interp_grid_sites(self.table.reshape(-1, n), self.energy, grid, jnp.asarray(sites), slopes, post,
+                                 local=self.interp == "local-cubic")
 
 
 @functools.partial(jax.jit, static_argnums=(3, 4))
