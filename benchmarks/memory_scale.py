@@ -11,7 +11,9 @@ Every case runs in a **fresh subprocess**, which measures
   volume, the energy and the whole solve (compilation included),
 * ``peak_over_volume = (peak - rss_after_import) / volume_bytes``: the memory the case needed, in units of
   the float32 input volume ``nk * nk * ne * 4`` bytes. The volume itself counts once, so ``1.0`` is the
-  floor; the energy's own tables (``-log I``; its spline slopes with the cubic likelihood) add one each.
+  floor. The likelihood holds the BandMap's array itself and floors/logs the knots it reads; the default
+  ``local-cubic`` interpolation stores no slope table (``cubic`` adds one volume), and the ICM reads the
+  likelihood's data in place when the grid is the data's energy axis.
 
 Cases (``nk x nk x ne`` float32 volume, cosine bands with Gaussian lines on a uniform background, seeded,
 generated in chunks of momentum rows so no volume-sized float64 temporary exists):

@@ -392,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bands", default=None, help="band indices to reconstruct, e.g. 0-13 or 0,2,5")
     s.add_argument("--eta", type=float, default=None, help=f"smoothness scale in eV (default {RECONSTRUCT_DEFAULTS['eta']})")
     s.add_argument("--sigma", default=None, help=f"theory-prior width in eV, or 'none' (default {RECONSTRUCT_DEFAULTS['sigma']})")
-    s.add_argument("--interp", choices=["linear", "cubic"], default=None, help="intensity interpolation along energy")
+    s.add_argument("--interp", choices=["linear", "cubic", "local-cubic"], default=None, help="intensity interpolation along energy")
     s.add_argument("--exclusion", type=float, default=None, help="strength of the two-bands-one-feature penalty (0: off)")
     s.add_argument("--offset", default=None, help="energy offset added to the theory: 'auto' (fitted, default), 'none' or eV")
     s.add_argument("--scale", default=None,

@@ -277,7 +277,7 @@ def default_energy(
     *,
     eta: float | jax.Array = 0.1,
     sigma: float | jax.Array | None = 0.3,
-    interp: str = "cubic",
+    interp: str = "local-cubic",
     exclusion: float = 1.0,
     exclusion_width: float | None = None,
 ) -> AbstractTerm:
@@ -291,7 +291,9 @@ def default_energy(
         theory: theory bands on the data grid; with ``sigma`` they add a Gaussian prior of that width.
         eta: smoothness scale (eV), scalar or per band. The reference's ``eta`` means the same.
         sigma: theory-prior width (eV), or ``None`` for no prior.
-        interp: interpolation of the intensity along energy (``"cubic"`` gives sub-grid maxima).
+        interp: interpolation of the intensity along energy (``"local-cubic"``, the default, and ``"cubic"``
+            give sub-grid maxima; ``"local-cubic"`` stores no slope table, see
+            :class:`~diffbands.energy.IntensityLikelihood`).
         exclusion: strength of the term that keeps two bands off one intensity feature (0: off).
         exclusion_width: its width in eV (default: two energy steps).
     """
@@ -385,7 +387,7 @@ def learn_perturbation(
         return theory, {}
     step = float(jnp.min(jnp.diff(bandmap.energy)))
     candidates = jnp.arange(-search, search + 0.5 * step, step)
-    energy: AbstractTerm = IntensityLikelihood(bandmap, interp="cubic")
+    energy: AbstractTerm = IntensityLikelihood(bandmap, interp="local-cubic")
     if exclusion and theory.n_bands > 1:  # keep two bands off one feature while their shifts are searched
         step = float(jnp.median(jnp.diff(bandmap.energy)))
         energy = energy + FeatureExclusion(2 * step, exclusion)
@@ -401,7 +403,7 @@ def learn_perturbation(
 THEORY_PIPELINE_DEFAULTS: dict[str, Any] = {
     "eta": 0.1,
     "sigma": 0.3,
-    "interp": "cubic",
+    "interp": "local-cubic",
     "exclusion": 1.0,
     "offset": "auto",
     "scale": "auto",

@@ -9,6 +9,12 @@ query positions ``e`` of shape ``k_shape``, return ``y~(k, e[k])`` of shape ``k_
   derivative zero at both ends), evaluated in cubic Hermite form
   ``y~ = h00(t) y_i + h10(t) h m_i + h01(t) y_{i+1} + h11(t) h m_{i+1}`` from knot slopes ``m`` that
   :func:`cubic_slopes` computes once (one tridiagonal solve along the axis, valid for non-uniform axes).
+* **Local cubic** (:func:`interp_local_cubic`): the same Hermite form with each knot slope taken from the
+  parabola through the knot and its two neighbours,
+  ``m_i = (h_i d_{i-1} + h_{i-1} d_i) / (h_{i-1} + h_i)`` (Catmull-Rom on a uniform axis; at the two end
+  knots the slope of the parabola through the first or last three knots). C1, exact for quadratics (so for
+  the log-profile of a Gaussian line), and computed from the 4 knots around the interval at evaluation
+  time: no slope table (a volume of memory less). With fewer than 4 knots it is the natural spline.
 
 The interval is found by index arithmetic on a uniform axis (``uniform=True``, a static flag: the fast
 path, which treats the axis as exactly ``linspace(x_0, x_{n-1}, n)``) and by ``searchsorted`` otherwise.
@@ -24,7 +30,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.lax.linalg import tridiagonal_solve
 
-__all__ = ["locate", "interp_linear", "interp_cubic", "interp_grid", "interp_grid_sites", "cubic_slopes"]
+__all__ = [
+    "locate",
+    "interp_linear",
+    "interp_cubic",
+    "interp_local_cubic",
+    "interp_grid",
+    "interp_grid_sites",
+    "cubic_slopes",
+]
 
 
 def locate(axis: jax.Array, x: jax.Array, uniform: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -58,6 +72,43 @@ def _gather_pair(table: jax.Array, i: jax.Array) -> tuple[jax.Array, jax.Array]:
     return pair[..., 0], pair[..., 1]
 
 
+def _gather_quad(table: jax.Array, start: jax.Array) -> jax.Array:
+    """``table[..., start + j]`` for ``j = 0..3``, stacked last: ``(*start.shape, 4)``; one gather of 4
+    contiguous knots per site (as :func:`_gather_pair`)."""
+    n = table.shape[-1]
+    batch = table.shape[:-1]
+    rows = jnp.arange(int(np.prod(batch, dtype=np.int64)), dtype=jnp.int32).reshape(batch)
+    idx = jnp.stack([jnp.broadcast_to(rows, start.shape), start.astype(jnp.int32)], axis=-1)
+    dims = jax.lax.GatherDimensionNumbers(offset_dims=(start.ndim,), collapsed_slice_dims=(0,),
+                                          start_index_map=(0, 1))
+    return jax.lax.gather(table.reshape(-1, n), idx, dims, (1, 4), mode="clip")
+
+
+def _local_start(i: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
+    """The first of the 4 knots used for interval ``i`` (``i - 1``, moved inside ``[0, n - 4]``) and the
+    interval's position ``p = i - start`` among them (1 inside, 0 at the first, 2 at the last interval)."""
+    start = jnp.clip(i - 1, 0, n - 4)
+    return start, i - start
+
+
+def _local_hermite(q0, q1, q2, q3, g0, g1, g2, p, t):
+    """The local cubic on knots ``q0..q3`` with spacings ``g0..g2`` in the interval ``p`` (0, 1 or 2) at
+    local coordinate ``t``: Hermite form with the 3-point parabola slopes (one-sided at the outer knots,
+    which are used only when they are the ends of the axis)."""
+    d0, d1, d2 = (q1 - q0) / g0, (q2 - q1) / g1, (q3 - q2) / g2
+    m0 = ((2 * g0 + g1) * d0 - g0 * d1) / (g0 + g1)  # the first knot of the axis (p == 0 only)
+    m1 = (g1 * d0 + g0 * d1) / (g0 + g1)
+    m2 = (g2 * d1 + g1 * d2) / (g1 + g2)
+    m3 = ((2 * g2 + g1) * d2 - g2 * d1) / (g1 + g2)  # the last knot of the axis (p == 2 only)
+    first, last = p == 0, p == 2
+    y0 = jnp.where(first, q0, jnp.where(last, q2, q1))
+    y1 = jnp.where(first, q1, jnp.where(last, q3, q2))
+    s0 = jnp.where(first, m0, jnp.where(last, m2, m1))
+    s1 = jnp.where(first, m1, jnp.where(last, m3, m2))
+    h = jnp.where(first, g0, jnp.where(last, g2, g1))
+    return _hermite(y0, y1, s0, s1, t, h)
+
+
 def _lerp(y0, y1, t):
     # this form (not y0 + t (y1 - y0)) returns y0 at t = 0 and y1 at t = 1 exactly
     return (1 - t) * y0 + t * y1
@@ -73,38 +124,89 @@ def _hermite(y0, y1, m0, m1, t, h):
     return h00 * y0 + h01 * y1 + h * (h10 * m0 + h11 * m1)
 
 
-def interp_linear(table: jax.Array, axis: jax.Array, x: jax.Array, *, uniform: bool = False) -> jax.Array:
-    """Piecewise-linear ``y~(k, x[k])`` for ``table`` of shape ``(*x.shape, len(axis))``."""
+def _identity(y):
+    return y
+
+
+def interp_linear(table: jax.Array, axis: jax.Array, x: jax.Array, *, uniform: bool = False,
+                  transform=None) -> jax.Array:
+    """Piecewise-linear ``y~(k, x[k])`` for ``table`` of shape ``(*x.shape, len(axis))``.
+
+    ``transform`` (elementwise, here and below) maps the stored values to the knot values as they are read
+    (e.g. the log of a floored intensity), so the interpolated table need not be stored."""
+    f = transform or _identity
     i, t, _ = locate(axis, x, uniform)
-    return _lerp(*_gather_pair(table, i), t)
+    y0, y1 = _gather_pair(table, i)
+    return _lerp(f(y0), f(y1), t)
 
 
 def interp_cubic(
-    table: jax.Array, slopes: jax.Array, axis: jax.Array, x: jax.Array, *, uniform: bool = False
+    table: jax.Array, slopes: jax.Array, axis: jax.Array, x: jax.Array, *, uniform: bool = False, transform=None
 ) -> jax.Array:
     """Cubic Hermite ``y~(k, x[k])`` from knot values ``table`` and knot slopes ``slopes`` (see
     :func:`cubic_slopes`); C1 for any slopes, C2 inside the axis for the natural-spline slopes."""
+    f = transform or _identity
     i, t, h = locate(axis, x, uniform)
-    return _hermite(*_gather_pair(table, i), *_gather_pair(slopes, i), t, h)
+    y0, y1 = _gather_pair(table, i)
+    return _hermite(f(y0), f(y1), *_gather_pair(slopes, i), t, h)
 
 
-def interp_grid(table: jax.Array, axis: jax.Array, grid: jax.Array, slopes: jax.Array | None = None) -> jax.Array:
+def interp_local_cubic(table: jax.Array, axis: jax.Array, x: jax.Array, *, uniform: bool = False,
+                       transform=None) -> jax.Array:
+    """The local cubic (module docstring) ``y~(k, x[k])`` for ``table`` of shape ``(*x.shape, len(axis))``:
+    4 contiguous knots gathered per site, slopes computed from them; no slope table. The natural spline
+    when the axis has fewer than 4 points."""
+    f = transform or _identity
+    n = axis.shape[-1]
+    if n < 4:
+        return interp_cubic(f(table), cubic_slopes(f(table), axis), axis, x, uniform=uniform)
+    i, t, h = locate(axis, x, uniform)
+    start, p = _local_start(i, n)
+    q = f(_gather_quad(table, start))
+    if uniform:
+        g0 = g1 = g2 = h
+    else:
+        dx = jnp.diff(axis)
+        g0, g1, g2 = dx[start], dx[start + 1], dx[start + 2]
+    g0, g1, g2 = (g.astype(table.dtype) for g in (g0, g1, g2))
+    return _local_hermite(q[..., 0], q[..., 1], q[..., 2], q[..., 3], g0, g1, g2, p, t.astype(table.dtype))
+
+
+def interp_grid(
+    table: jax.Array, axis: jax.Array, grid: jax.Array, slopes: jax.Array | None = None, *, local: bool = False,
+    transform=None,
+) -> jax.Array:
     """``y~(k, grid[m])`` for the same positions ``grid`` (shape ``(m,)``) at every ``k``: ``(*k_shape, m)``.
 
-    Linear, or cubic Hermite when ``slopes`` is given. The intervals are located once for all ``k`` (cheap:
-    plain slices of ``table``), with ``searchsorted``, so that a position equal to an axis point gives the
-    stored value **exactly** (``t`` is then exactly 0 or 1): on its own axis this returns ``table``.
+    Linear, cubic Hermite when ``slopes`` is given, the local cubic with ``local=True``. The intervals are
+    located once for all ``k`` (cheap: plain slices of ``table``), with ``searchsorted``, so that a position
+    equal to an axis point gives the stored value **exactly** (``t`` is then exactly 0 or 1): on its own
+    axis this returns ``table``.
     """
+    f = transform or _identity
+    if local and axis.shape[-1] < 4:
+        local, slopes = False, cubic_slopes(f(table), axis)
     i, t, h = locate(axis, grid, uniform=False)
-    y0, y1 = table[..., i], table[..., i + 1]
+    if local:
+        return _local_at(lambda j: f(table[..., j]), axis, i, t)
+    y0, y1 = f(table[..., i]), f(table[..., i + 1])
     if slopes is None:
         return _lerp(y0, y1, t)
     return _hermite(y0, y1, slopes[..., i], slopes[..., i + 1], t, h)
 
 
+def _local_at(knot, axis: jax.Array, i: jax.Array, t: jax.Array) -> jax.Array:
+    """The local cubic in intervals ``i`` at ``t`` (per grid position), with ``knot(j)`` the table's values at
+    knot indices ``j`` (same shape as ``i``)."""
+    start, p = _local_start(i, axis.shape[-1])
+    dx = jnp.diff(axis)
+    q = [knot(start + j) for j in range(4)]
+    return _local_hermite(q[0], q[1], q[2], q[3], dx[start], dx[start + 1], dx[start + 2], p, t)
+
+
 def interp_grid_sites(
     table: jax.Array, axis: jax.Array, grid: jax.Array, rows: jax.Array, slopes: jax.Array | None = None,
-    post=None,
+    post=None, *, local: bool = False, transform=None,
 ) -> jax.Array:
     """:func:`interp_grid` for the rows ``rows`` of a 2-D ``table`` ``(n_k, n)``, **energy-major**:
     ``out[m, j] = y~(rows[j], grid[m])``, shape ``(len(grid), len(rows))``.
@@ -114,6 +216,9 @@ def interp_grid_sites(
     ``len(grid)``): the output is the only array of its size (no ``(n_k, len(grid))`` intermediate, no
     transpose, no full-size index arrays). ``post`` (elementwise) is applied to each block before it is
     stored, so that e.g. a sign and a weight cost no second array either."""
+    f = transform or _identity
+    if local and axis.shape[-1] < 4:
+        local, slopes = False, cubic_slopes(f(table), axis)
     i, t, h = locate(axis, grid, uniform=False)
     n_grid = grid.shape[0]
     chunk = max(d for d in range(1, 17) if n_grid % d == 0)
@@ -121,7 +226,10 @@ def interp_grid_sites(
 
     def block(args):
         ib, tb, hb = (a[:, None] for a in args)
-        y0, y1 = table[r, ib], table[r, ib + 1]
+        if local:
+            y = _local_at(lambda j: f(table[r, j]), axis, ib, tb)
+            return y if post is None else post(y)
+        y0, y1 = f(table[r, ib]), f(table[r, ib + 1])
         if slopes is None:
             y = _lerp(y0, y1, tb)
         else:

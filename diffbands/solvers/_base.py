@@ -323,7 +323,21 @@ def _check_grid(grid) -> jax.Array:
 
 @eqx.filter_jit
 def _run_jit(solver: AbstractSolver, energy: AbstractTerm, bands0: jax.Array, grid: jax.Array | None):
-    return solver.run(energy, bands0, grid)
+    return solver.run(energy, bands0, find_grid(energy) if grid is None else grid)
+
+
+def _grid_argument(energy: AbstractTerm, grid: jax.Array | None) -> jax.Array | None:
+    """What to pass to a compiled solve for the (checked) ``grid``: ``None`` when it is the energy axis of
+    the energy's likelihood (found again inside the compiled function, as that very array, so that a
+    discrete solver can read the likelihood's table in place instead of tabulating it), else ``grid``."""
+    found = find_grid(energy)
+    if grid is None or grid is found:
+        return None
+    if found is None or not (_is_concrete(grid) and _is_concrete(found)) or grid.shape != found.shape:
+        return grid
+    if grid.dtype == found.dtype and bool(jnp.array_equal(grid, found)):
+        return None
+    return grid
 
 
 def solve(solver: AbstractSolver, energy: AbstractTerm, bands0, grid=None) -> SolveResult:
@@ -381,7 +395,7 @@ def solve(solver: AbstractSolver, energy: AbstractTerm, bands0, grid=None) -> So
         n_grid = None if grid is None else int(grid.shape[0])
         need = estimate_solve_bytes(solver, tuple(bands0.shape), n_grid, bands0.dtype.itemsize, energy)
         check_memory(f"solve ({type(solver).__name__}, bands {tuple(bands0.shape)}, grid {n_grid})", need)
-    return _run_jit(solver, energy, bands0, grid)
+    return _run_jit(solver, energy, bands0, _grid_argument(energy, grid))
 
 
 def _check_inside(bands0: jax.Array, grid: jax.Array) -> None:

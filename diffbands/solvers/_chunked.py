@@ -35,7 +35,16 @@ import numpy as np
 
 from .._errors import ValidationError
 from ..energy._base import AbstractTerm
-from ._base import AbstractIterativeSolver, AbstractSolver, SolveResult, _check_grid, chain_results, find_grid, solve
+from ._base import (
+    AbstractIterativeSolver,
+    AbstractSolver,
+    SolveResult,
+    _check_grid,
+    _grid_argument,
+    chain_results,
+    find_grid,
+    solve,
+)
 from ._chain_dp import ChainDP
 from ._default import Default, with_interp
 
@@ -100,7 +109,8 @@ def _strong(tree):
 
 @eqx.filter_jit
 def _init(solver: AbstractIterativeSolver, energy, bands0, grid):
-    state = solver.init(energy, bands0, grid)
+    # grid None: the likelihood's own axis, found here as that array (see solvers._base._grid_argument)
+    state = solver.init(energy, bands0, find_grid(energy) if grid is None else grid)
     trace = jnp.full((int(solver.max_steps),), jnp.nan, dtype=jnp.result_type(solver.value(state)))
     return _strong(state), trace, solver.terminate(state)
 
@@ -148,7 +158,7 @@ def _run_stage(k: int, stages: list[_Stage], bands0, grid, every: int, done: tup
             part = jax.tree.map(np.asarray, solver.checkpoint_state(state))
             on_progress(SolveProgress(k, len(stages), name, i, n_max, done, part, np.asarray(trace)))
 
-    state, trace, stop_now = _init(solver, st.energy, bands0, grid)
+    state, trace, stop_now = _init(solver, st.energy, bands0, _grid_argument(st.energy, grid))
     i = jnp.array(0, dtype=jnp.int32)
     if resume is not None and resume.stage == k and resume.state is not None:
         state = _restore(solver, state, jax.tree.map(jnp.asarray, resume.state))

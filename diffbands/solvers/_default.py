@@ -78,8 +78,10 @@ class Default(AbstractSolver):
             )
         if self.refine is not None and not isinstance(self.refine, GradientMAP):
             raise ValidationError("refine", f"must be a GradientMAP or None, got {type(self.refine).__name__}")
-        if self.refine_interp not in (None, "linear", "cubic"):
-            raise ValidationError("refine_interp", f"must be 'linear', 'cubic' or None, got {self.refine_interp!r}")
+        if self.refine_interp not in (None, "linear", "cubic", "local-cubic"):
+            raise ValidationError(
+                "refine_interp", f"must be 'linear', 'cubic', 'local-cubic' or None, got {self.refine_interp!r}"
+            )
         if not (isinstance(self.max_shift, (int, float)) and 0 <= self.max_shift < float("inf")):
             raise ValidationError("max_shift", f"must be a finite number >= 0 (eV), got {self.max_shift!r}")
         if not (isinstance(self.icm_tol, (int, float)) and 0 <= self.icm_tol < 1):
@@ -119,7 +121,7 @@ class Default(AbstractSolver):
 
 def with_interp(energy: AbstractTerm, interp: str) -> AbstractTerm:
     """``energy`` with every :class:`~diffbands.energy.IntensityLikelihood` interpolating with ``interp``
-    (``"linear"`` or ``"cubic"``) on the same floored table; other terms are shared, not copied."""
+    (``"linear"``, ``"cubic"`` or ``"local-cubic"``) on the same floored table; other terms are shared, not copied."""
     if isinstance(energy, Sum):
         return Sum(tuple(with_interp(t, interp) for t in energy.terms))
     if isinstance(energy, Weighted):

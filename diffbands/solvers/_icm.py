@@ -71,13 +71,20 @@ class _Unary(NamedTuple):
     band (``band=None``: ``tables`` is a single 2-D table), and each pointwise term
     (:meth:`~diffbands.energy.AbstractSiteTerm.site_params`) is evaluated on the fly from its per-site
     parameters, with the arithmetic of its ``grid_table``, so the values equal those of a full table.
-    Reading rows in place also avoids copying a band's table out of a stack in every loop iteration."""
+    Reading rows in place also avoids copying a band's table out of a stack in every loop iteration.
+
+    ``inplace`` replaces ``shared`` when the grid is the likelihoods' own energy axis: ``((w, term), ...)``
+    likelihoods whose costs ``w (-log I_f)`` are read straight from their k-major tables at the colour's flat
+    momenta ``rows`` (:meth:`~diffbands.energy.IntensityLikelihood.axis_costs`), the same values as the
+    ``shared`` table would hold, without that copy of the data."""
 
     shared: jax.Array | None = None
     tables: jax.Array | None = None
     band: jax.Array | None = None
     pointwise: tuple = ()  # ((weight, term, params), ...), params leaves (n_sites,) or scalars
     grid: jax.Array | None = None
+    inplace: tuple = ()  # ((weight, likelihood), ...) read in place at ``rows``
+    rows: jax.Array | None = None  # (n_sites,) flat momenta of this colour (with ``inplace``)
 
     @property
     def dtype(self):
@@ -94,6 +101,12 @@ class _Unary(NamedTuple):
         out = None
         if self.shared is not None:
             out = self.shared[m] if cols is None else self.shared[m, cols]
+        if self.inplace:
+            rows = self.rows if cols is None else self.rows[cols]
+            index = jnp.broadcast_to(m, rows.shape)
+            for w, term in self.inplace:  # the arithmetic of GridDecomposition.shared_colour_tables
+                part = (w * term.axis_costs(rows, index)).astype(self.dtype)
+                out = part if out is None else out + part
         if self.tables is not None:
             lead = () if self.band is None else (self.band,)
             index = (*lead, m) if cols is None else (*lead, m, cols)
@@ -114,14 +127,49 @@ class _Unary(NamedTuple):
 
     def full(self):
         """The whole ``(n_grid, n_sites)`` table of this band (a temporary)."""
-        if self.shared is None and not self.pointwise:
+        if self.shared is None and not self.pointwise and not self.inplace:
             return self.tables if self.band is None else self.tables[self.band]
         return jax.vmap(self.row)(jnp.arange(self.n_grid))
 
+    def block(self, start, size: int):
+        """``u(start[s] + j, s)`` for ``j < size``, energy-major ``(size, n_sites)`` (``start`` per site, with
+        ``start + size <= n_grid``): the in-place likelihoods read ``size`` contiguous costs per site."""
+        m = start[None, :] + jnp.arange(size, dtype=start.dtype)[:, None]
+        cols = jnp.arange(start.shape[0])[None, :]
+        out = None
+        if self.shared is not None:
+            out = self.shared[m, cols]
+        for w, term in self.inplace:
+            part = (w * term.axis_costs(self.rows, start, size)).astype(self.dtype)
+            out = part if out is None else out + part
+        if self.tables is not None:
+            lead = () if self.band is None else (self.band,)
+            t = self.tables[lead + (m, cols)]
+            out = t if out is None else out + t
+        for w, term, params in self.pointwise:
+            assert self.grid is not None  # views with pointwise terms carry the grid
+            p = (w * term.site_cost(params, self.grid[m])).astype(self.dtype)
+            out = p if out is None else out + p
+        return out
+
     def minimum(self):
-        """``min_m u(m, s)`` per site, streaming the rows (no table is formed)."""
+        """``min_m u(m, s)`` per site, streaming the rows (no table is formed); in place, ``size`` contiguous
+        costs per site at a time."""
+        if self.inplace and self.rows is not None:
+            size = min(_CHUNK, self.n_grid)
+            n_blocks = -(-self.n_grid // size)
+            start0 = jnp.zeros(self.rows.shape, jnp.int32)
+
+            def body(i, acc):
+                start = jnp.minimum(start0 + i * size, self.n_grid - size)  # the last block may overlap
+                return jnp.minimum(acc, jnp.min(self.block(start, size), axis=0))
+
+            return jax.lax.fori_loop(1, n_blocks, body, jnp.min(self.block(start0, size), axis=0))
         first = self.row(0)
         return jax.lax.fori_loop(1, self.n_grid, lambda m, acc: jnp.minimum(acc, self.row(m)), first, unroll=8)
+
+
+_CHUNK = 8  # grid energies per pass of the windowed search (a manual unroll)
 
 
 def _as_unary(x) -> _Unary:
@@ -161,10 +209,12 @@ def _conditional_argmin(unary, grid, weight, mu, energy_loop: bool, umin=None, r
         # unrolling lets XLA keep several energies in flight per pass over the sites
         return jax.lax.fori_loop(0, n_grid, lambda m, c: update(m, *c), init, unroll=8)[1]
 
+    if unary.inplace:
+        return _site_window_argmin(unary, grid, weight, mu, umin, ref)
     lo, hi = search_window(unary, grid, weight, mu, umin, ref)
     # a dynamic trip count over chunks of 8 energies (manual unroll); indices past the end are clamped to
     # the last grid point, whose repeated visits cannot win under the strict ``<``
-    chunk = 8
+    chunk = _CHUNK
     n_chunks = (hi - lo + chunk) // chunk
 
     def body(i, carry):
@@ -176,6 +226,17 @@ def _conditional_argmin(unary, grid, weight, mu, energy_loop: bool, umin=None, r
     return jax.lax.fori_loop(0, n_chunks, body, init)[1]
 
 
+def _window_radius(unary, grid, weight, mu, umin, ref=None) -> jax.Array:
+    """Per site, the distance ``R`` from ``mu`` beyond which no grid energy can be the minimiser (with the
+    slack described in :func:`_conditional_argmin`)."""
+    unary = _as_unary(unary)
+    ref = snap_to_grid(mu, grid) if ref is None else ref
+    c_ref = unary.at(ref) + weight * jnp.square(grid[ref] - mu)
+    slack = (c_ref - umin) + 1e-4 * (jnp.abs(c_ref) + jnp.abs(umin)) + jnp.finfo(unary.dtype).tiny
+    slack = jnp.where(jnp.isnan(slack), jnp.inf, slack)  # inf - inf (a site with infinite costs): search all
+    return jnp.where(weight > 0, jnp.sqrt(slack / jnp.where(weight > 0, weight, 1)), jnp.inf)
+
+
 def search_window(unary, grid, weight, mu, umin, ref=None) -> tuple[jax.Array, jax.Array]:
     """The smallest and largest grid index (int32 scalars) that can minimise
     ``unary[m, s] + weight[s] (grid[m] - mu[s])^2`` at any site (see :func:`_conditional_argmin`).
@@ -183,16 +244,41 @@ def search_window(unary, grid, weight, mu, umin, ref=None) -> tuple[jax.Array, j
     ``ref`` (per site) is the grid index whose cost bounds the minimum (default: the grid point nearest
     ``mu``; the ICM passes the site's current index, which is as good once the neighbours agree and needs
     no search). Only two scalar searches in the grid are made, for the union of the site windows."""
-    unary = _as_unary(unary)
     n_grid = grid.shape[0]
-    ref = snap_to_grid(mu, grid) if ref is None else ref
-    c_ref = unary.at(ref) + weight * jnp.square(grid[ref] - mu)
-    slack = (c_ref - umin) + 1e-4 * (jnp.abs(c_ref) + jnp.abs(umin)) + jnp.finfo(unary.dtype).tiny
-    slack = jnp.where(jnp.isnan(slack), jnp.inf, slack)  # inf - inf (a site with infinite costs): search all
-    radius = jnp.where(weight > 0, jnp.sqrt(slack / jnp.where(weight > 0, weight, 1)), jnp.inf)
+    radius = _window_radius(unary, grid, weight, mu, umin, ref)
     lo = jnp.searchsorted(grid, jnp.min(mu - radius), side="left") - 1
     hi = jnp.searchsorted(grid, jnp.max(mu + radius), side="right")
     return jnp.clip(lo, 0, n_grid - 1).astype(jnp.int32), jnp.clip(hi, 0, n_grid - 1).astype(jnp.int32)
+
+
+def _site_window_argmin(unary: _Unary, grid, weight, mu, umin, ref) -> jax.Array:
+    """:func:`_conditional_argmin` with a window **per site** (the same bound, not its union over the band),
+    for a unary read in place from a k-major table: each pass reads ``_CHUNK`` contiguous costs per site
+    (:meth:`_Unary.block`), starting at the site's own window, until every site's window is covered.
+
+    The same result as the full search, ties included: each site visits its window in increasing order
+    with a strict ``<``; a start moved back to fit the grid only revisits energies already seen (which
+    cannot replace an equal, earlier minimiser), and energies beyond a window cannot win."""
+    n_grid = grid.shape[0]
+    size = min(_CHUNK, n_grid)
+    radius = _window_radius(unary, grid, weight, mu, umin, ref)
+    lo = jnp.clip(jnp.searchsorted(grid, mu - radius, side="left") - 1, 0, n_grid - 1).astype(jnp.int32)
+    hi = jnp.clip(jnp.searchsorted(grid, mu + radius, side="right"), 0, n_grid - 1).astype(jnp.int32)
+    n_chunks = jnp.max(hi - lo + size) // size
+
+    def body(i, carry):
+        best, arg = carry
+        start = jnp.minimum(lo + i * size, n_grid - size)
+        costs = unary.block(start, size)
+        for j in range(size):
+            m = start + j
+            cost = costs[j] + weight * jnp.square(grid[m] - mu)
+            better = cost < best  # strict: the first minimiser is kept, as argmin does
+            best, arg = jnp.where(better, cost, best), jnp.where(better, m, arg)
+        return best, arg
+
+    init = (jnp.full(mu.shape, jnp.inf, dtype=unary.dtype), jnp.zeros(mu.shape, dtype=jnp.int32))
+    return jax.lax.fori_loop(0, n_chunks, body, init)[1]
 
 
 def best_rigid_shift(table: jax.Array, coupling: jax.Array, idx: jax.Array, grid: jax.Array, max_shift: float):
@@ -272,11 +358,31 @@ def _site_params(term, band, k_shape: tuple[int, ...], sites) -> tuple:
     return tuple(on(s) for s in sites)
 
 
-def _band_view(colour: _ColourUnary, pointwise: tuple, grid: jax.Array, band: jax.Array) -> _Unary:
-    """Band ``band``'s :class:`_Unary` on one colour (reads the stacked arrays in place)."""
+def _band_view(colour: _ColourUnary, pointwise: tuple, grid: jax.Array, band: jax.Array, inplace: tuple = (),
+               rows=None) -> _Unary:
+    """Band ``band``'s :class:`_Unary` on one colour (reads the stacked arrays in place; ``inplace``
+    likelihoods at the colour's flat momenta ``rows``)."""
     params = tuple(jax.tree.map(lambda x: x[band], p) for p in colour.params)
     terms = tuple((w, t, p) for (w, t), p in zip(pointwise, params))
-    return _Unary(colour.shared, colour.tables, None if colour.tables is None else band, terms, grid)
+    rows = None if not inplace else jnp.asarray(rows)
+    return _Unary(colour.shared, colour.tables, None if colour.tables is None else band, terms, grid, inplace, rows)
+
+
+def _shared_terms(parts: GridDecomposition) -> tuple:
+    """The band-independent site terms ``((w, term), ...)`` of ``parts`` (kind ``"shared"``)."""
+    return tuple(wt for wt, kind in zip(parts.site, parts.kinds()) if kind == "shared")
+
+
+def _inplace_terms(parts: GridDecomposition, grid: jax.Array) -> tuple:
+    """The shared site terms, if all of them are intensity likelihoods on the energy axis ``grid`` itself
+    (the same array, as :func:`~diffbands.solvers.solve` passes it when the grid is the data's axis): their
+    costs on the grid are then their stored tables, which the ICM reads in place. Else ``()``."""
+    from ..energy._likelihood import IntensityLikelihood
+
+    shared = _shared_terms(parts)
+    if shared and all(isinstance(t, IntensityLikelihood) and t.energy is grid for _, t in shared):
+        return shared
+    return ()
 
 
 class _ColourUnary(eqx.Module):
@@ -296,6 +402,7 @@ class _ICMState(eqx.Module):
     umin: tuple[jax.Array, jax.Array]  # per colour: (n_bands, n_sites_of_colour), min of unary over the grid
     n_changed: jax.Array  # indices changed by the last epoch (-1 before the first)
     value: jax.Array  # the traced energy (see CheckerboardICM.full_trace)
+    inplace: bool = eqx.field(static=True, default=False)  # likelihoods read in place (not in ``unary``)
 
 
 class CheckerboardICM(AbstractIterativeSolver):
@@ -416,9 +523,11 @@ class CheckerboardICM(AbstractIterativeSolver):
         def colours(table):  # (n_k, n_grid) -> energy-major per colour: a row per grid energy, contiguous
             return tuple(table[s].T for s in sites)
 
-        # the band-independent site terms (the likelihood): one table for all bands, not one per band,
-        # gathered straight into the energy-major layout of each colour
-        shared_c = parts.shared_colour_tables(grid, k_shape, sites)
+        # the band-independent site terms (the likelihood): read in place from the likelihood's own table
+        # when the grid is its energy axis, else one table for all bands (not one per band), gathered
+        # straight into the energy-major layout of each colour
+        inplace = _inplace_terms(parts, grid)
+        shared_c = None if inplace else parts.shared_colour_tables(grid, k_shape, sites)
         tabulated = [(w, t) for (w, t), kind in zip(parts.site, kinds) if kind == "table"]
         pointwise = tuple((w, t) for (w, t), kind in zip(parts.site, kinds) if kind == "pointwise")
         if shared_c is None and not tabulated and not pointwise:  # no site term: zero unary costs
@@ -442,7 +551,7 @@ class CheckerboardICM(AbstractIterativeSolver):
 
         def prepare(args):
             b, idx = args
-            views = tuple(_band_view(u, pointwise, grid, b) for u in unary)
+            views = tuple(_band_view(u, pointwise, grid, b, inplace, s) for u, s in zip(unary, sites))
             c = parts.coupling(b, grid.dtype)
             if self.max_shift > 0:
                 idx = best_rigid_shift(_k_major_at(views, sites), c, idx, grid, self.max_shift)
@@ -460,6 +569,7 @@ class CheckerboardICM(AbstractIterativeSolver):
             umin=(m_even, m_odd),
             n_changed=jnp.array(-1, dtype=jnp.int32),
             value=jnp.asarray(value, dtype=grid.dtype),
+            inplace=bool(inplace),
         )
 
     def _energy_loop(self) -> bool:
@@ -498,8 +608,11 @@ class CheckerboardICM(AbstractIterativeSolver):
             value = jnp.zeros((), grid.dtype) if self.full_trace else _own_energy(idx, (u_even, u_odd), c, grid, sites)
             return idx, ch0 + ch1, value
 
+        # the in-place likelihoods are read from the energy (the state holds no reference to their tables)
+        inplace = _shared_terms(decompose(energy, "CheckerboardICM", True)) if state.inplace else ()
+
         def views(b):
-            return tuple(_band_view(u, state.pointwise, grid, b) for u in state.unary)
+            return tuple(_band_view(u, state.pointwise, grid, b, inplace, s) for u, s in zip(state.unary, sites))
 
         n_bands = state.indices.shape[0]
         if self.band_batch == 1:
