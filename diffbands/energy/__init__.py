@@ -6,7 +6,7 @@ Terms are :class:`equinox.Module` PyTrees; combine them with ``+`` and scalar ``
 
 from ._base import AbstractNeighbourTerm, AbstractSiteTerm, AbstractTerm, Sum, Weighted, flatten_terms
 from ._generative import GenerativeFit, GenerativeLikelihood, GenerativeParams, fit_generative
-from ._interp import cubic_slopes, interp_cubic, interp_grid, interp_linear, locate
+from ._interp import cubic_slopes, interp_cubic, interp_grid, interp_linear, interp_local_cubic, locate
 from ._likelihood import IntensityLikelihood
 from ._multiband import BandOrdering, FeatureExclusion
 from ._newton import NewtonRefinement, refine_generative
@@ -40,6 +40,7 @@ __all__ = [
     "fit_tied_generative",
     "flatten_terms",
     "interp_cubic",
+    "interp_local_cubic",
     "interp_grid",
     "interp_linear",
     "locate",
