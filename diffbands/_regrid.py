@@ -102,8 +102,8 @@ def align_scale_offset(
     The range is wide because a scale clipped at the range's edge is compensated by the offset: a theory
     1.8 times too wide (``wse2_silvaguillen2016`` on the WSe2-like volume) fitted within 0.70-1.30 took
     scale 0.70 and offset +1.0 eV (the search's edge), pushing its top two bands out of the window to fit
-    the twelve below (E3 default mean RMSE 1376 meV); within 0.30-2.00 it takes 0.30 and -0.43 eV
-    (about 760 meV). Theories within the old range get the same fit (same coarse grid there).
+    the twelve below (E3 at 1000 counts: default mean RMSE 1376 meV); within 0.30-2.00 it takes 0.35 and
+    -0.86 eV (615 meV). Theories within the old range get the same fit (same coarse grid there).
     """
     if not bands.matches(bandmap):
         raise ShapeError("bands", f"momentum grid {bands.k_shape} differs from the band map's {bandmap.k_shape}")
