@@ -144,7 +144,8 @@ def test_align_scale_offset_recovers_a_bandwidth_error(problem):
     e = np.asarray(truth.energies, float)
     top = e.max()
     step = float(bm.energy[1] - bm.energy[0])
-    for scale, shift in ((0.8, 0.2), (1.15, -0.3)):
+    # 0.55: a theory 1.8 times too wide (outside the old default range 0.70-1.30, where the fit clipped)
+    for scale, shift in ((0.8, 0.2), (1.15, -0.3), (0.55, 0.1)):
         wrong = truth.with_energies((top + (e - top) / scale - shift).astype(np.float32))  # undone by scale, +shift
         s, o = db.align_scale_offset(bm, wrong)
         assert s == pytest.approx(scale, abs=0.011), (scale, s)
