@@ -124,45 +124,31 @@ def _hermite(y0, y1, m0, m1, t, h):
     return h00 * y0 + h01 * y1 + h * (h10 * m0 + h11 * m1)
 
 
-def _identity(y):
-    return y
-
-
-def interp_linear(table: jax.Array, axis: jax.Array, x: jax.Array, *, uniform: bool = False,
-                  transform=None) -> jax.Array:
-    """Piecewise-linear ``y~(k, x[k])`` for ``table`` of shape ``(*x.shape, len(axis))``.
-
-    ``transform`` (elementwise, here and below) maps the stored values to the knot values as they are read
-    (e.g. the log of a floored intensity), so the interpolated table need not be stored."""
-    f = transform or _identity
+def interp_linear(table: jax.Array, axis: jax.Array, x: jax.Array, *, uniform: bool = False) -> jax.Array:
+    """Piecewise-linear ``y~(k, x[k])`` for ``table`` of shape ``(*x.shape, len(axis))``."""
     i, t, _ = locate(axis, x, uniform)
-    y0, y1 = _gather_pair(table, i)
-    return _lerp(f(y0), f(y1), t)
+    return _lerp(*_gather_pair(table, i), t)
 
 
 def interp_cubic(
-    table: jax.Array, slopes: jax.Array, axis: jax.Array, x: jax.Array, *, uniform: bool = False, transform=None
+    table: jax.Array, slopes: jax.Array, axis: jax.Array, x: jax.Array, *, uniform: bool = False
 ) -> jax.Array:
     """Cubic Hermite ``y~(k, x[k])`` from knot values ``table`` and knot slopes ``slopes`` (see
     :func:`cubic_slopes`); C1 for any slopes, C2 inside the axis for the natural-spline slopes."""
-    f = transform or _identity
     i, t, h = locate(axis, x, uniform)
-    y0, y1 = _gather_pair(table, i)
-    return _hermite(f(y0), f(y1), *_gather_pair(slopes, i), t, h)
+    return _hermite(*_gather_pair(table, i), *_gather_pair(slopes, i), t, h)
 
 
-def interp_local_cubic(table: jax.Array, axis: jax.Array, x: jax.Array, *, uniform: bool = False,
-                       transform=None) -> jax.Array:
+def interp_local_cubic(table: jax.Array, axis: jax.Array, x: jax.Array, *, uniform: bool = False) -> jax.Array:
     """The local cubic (module docstring) ``y~(k, x[k])`` for ``table`` of shape ``(*x.shape, len(axis))``:
     4 contiguous knots gathered per site, slopes computed from them; no slope table. The natural spline
     when the axis has fewer than 4 points."""
-    f = transform or _identity
     n = axis.shape[-1]
     if n < 4:
-        return interp_cubic(f(table), cubic_slopes(f(table), axis), axis, x, uniform=uniform)
+        return interp_cubic(table, cubic_slopes(table, axis), axis, x, uniform=uniform)
     i, t, h = locate(axis, x, uniform)
     start, p = _local_start(i, n)
-    q = f(_gather_quad(table, start))
+    q = _gather_quad(table, start)
     if uniform:
         g0 = g1 = g2 = h
     else:
@@ -173,8 +159,7 @@ def interp_local_cubic(table: jax.Array, axis: jax.Array, x: jax.Array, *, unifo
 
 
 def interp_grid(
-    table: jax.Array, axis: jax.Array, grid: jax.Array, slopes: jax.Array | None = None, *, local: bool = False,
-    transform=None,
+    table: jax.Array, axis: jax.Array, grid: jax.Array, slopes: jax.Array | None = None, *, local: bool = False
 ) -> jax.Array:
     """``y~(k, grid[m])`` for the same positions ``grid`` (shape ``(m,)``) at every ``k``: ``(*k_shape, m)``.
 
@@ -183,13 +168,12 @@ def interp_grid(
     equal to an axis point gives the stored value **exactly** (``t`` is then exactly 0 or 1): on its own
     axis this returns ``table``.
     """
-    f = transform or _identity
     if local and axis.shape[-1] < 4:
-        local, slopes = False, cubic_slopes(f(table), axis)
+        local, slopes = False, cubic_slopes(table, axis)
     i, t, h = locate(axis, grid, uniform=False)
     if local:
-        return _local_at(lambda j: f(table[..., j]), axis, i, t)
-    y0, y1 = f(table[..., i]), f(table[..., i + 1])
+        return _local_at(lambda j: table[..., j], axis, i, t)
+    y0, y1 = table[..., i], table[..., i + 1]
     if slopes is None:
         return _lerp(y0, y1, t)
     return _hermite(y0, y1, slopes[..., i], slopes[..., i + 1], t, h)
@@ -201,12 +185,12 @@ def _local_at(knot, axis: jax.Array, i: jax.Array, t: jax.Array) -> jax.Array:
     start, p = _local_start(i, axis.shape[-1])
     dx = jnp.diff(axis)
     q = [knot(start + j) for j in range(4)]
-    return _local_hermite(q[0], q[1], q[2], q[3], dx[start], dx[start + 1], dx[start + 2], p, t)
+    return _local_hermite(*q, dx[start], dx[start + 1], dx[start + 2], p, t)
 
 
 def interp_grid_sites(
     table: jax.Array, axis: jax.Array, grid: jax.Array, rows: jax.Array, slopes: jax.Array | None = None,
-    post=None, *, local: bool = False, transform=None,
+    post=None, *, local: bool = False,
 ) -> jax.Array:
     """:func:`interp_grid` for the rows ``rows`` of a 2-D ``table`` ``(n_k, n)``, **energy-major**:
     ``out[m, j] = y~(rows[j], grid[m])``, shape ``(len(grid), len(rows))``.
@@ -216,9 +200,8 @@ def interp_grid_sites(
     ``len(grid)``): the output is the only array of its size (no ``(n_k, len(grid))`` intermediate, no
     transpose, no full-size index arrays). ``post`` (elementwise) is applied to each block before it is
     stored, so that e.g. a sign and a weight cost no second array either."""
-    f = transform or _identity
     if local and axis.shape[-1] < 4:
-        local, slopes = False, cubic_slopes(f(table), axis)
+        local, slopes = False, cubic_slopes(table, axis)
     i, t, h = locate(axis, grid, uniform=False)
     n_grid = grid.shape[0]
     chunk = max(d for d in range(1, 17) if n_grid % d == 0)
@@ -227,9 +210,9 @@ def interp_grid_sites(
     def block(args):
         ib, tb, hb = (a[:, None] for a in args)
         if local:
-            y = _local_at(lambda j: f(table[r, j]), axis, ib, tb)
+            y = _local_at(lambda j: table[r, j], axis, ib, tb)
             return y if post is None else post(y)
-        y0, y1 = f(table[r, ib]), f(table[r, ib + 1])
+        y0, y1 = table[r, ib], table[r, ib + 1]
         if slopes is None:
             y = _lerp(y0, y1, tb)
         else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -29,14 +31,10 @@ _SPACES = ("log", "intensity")
 class IntensityLikelihood(AbstractSiteTerm):
     r"""``U(E) = -sum_b sum_k log I~(k, E_b(k))``: the reference method's data term, on continuous energies.
 
-    **Preprocessing**: the intensity is normalised to maximum 1 (``normalize=True``) and floored,
-    ``I_f = max(I / max(I), floor)`` with ``floor`` relative to the maximum (default ``1e-6``, as in the
-    reference pipeline), so empty pixels cost ``-log(floor)`` (about 13.8) instead of ``+inf``. The costs
-    on the grid are then ``>= 0``, and ``0`` at the brightest pixel (a cubic may overshoot between).
-
-    **Memory**: the term holds the data itself (a :class:`~diffbands.BandMap`'s own array, not a copy; an
-    array argument is copied once) and applies the floor and log to the knots each evaluation reads
-    (:meth:`knots`), so no table as large as the data is stored (``interp="cubic"`` adds its slope table).
+    **Preprocessing** (once, at construction): the intensity is normalised to maximum 1 (``normalize=True``)
+    and floored, ``I_f = max(I / max(I), floor)`` with ``floor`` relative to the maximum (default ``1e-6``,
+    as in the reference pipeline), so empty pixels cost ``-log(floor)`` (about 13.8) instead of ``+inf``.
+    The costs on the grid are then ``>= 0``, and ``0`` at the brightest pixel (a cubic may overshoot between).
 
     **Interpolation** along energy makes the cost a continuous function of the band energy, so gradients
     exist. ``space="log"`` (default) interpolates ``log I_f``, i.e. ``I~ = exp(interp(log I_f))``: ``I~``
@@ -51,8 +49,7 @@ class IntensityLikelihood(AbstractSiteTerm):
 
     **On the grid**: at the energy-axis points every option gives exactly ``-log(I_f)``;
     :meth:`grid_table_on_axis` returns that table, and :meth:`grid_table` on the axis returns the same
-    values (up to the last bit of the log, which separately compiled code may round differently), so
-    discrete solvers see the reference's costs. The table does not depend on the
+    values bit for bit, so discrete solvers see the reference's costs. The table does not depend on the
     band: all bands share one array. (A solver that knows its grid is ``self.energy`` may call
     :meth:`grid_table_on_axis` directly: same values, no interval search, about 4x faster on large maps.)
 
@@ -67,11 +64,10 @@ class IntensityLikelihood(AbstractSiteTerm):
       relative to the maximum either way).
     """
 
-    data: jax.Array  # (*k_shape, n_E): the intensity as given (a BandMap's own array: not copied)
+    table: jax.Array  # (*k_shape, n_E): log I_f ("log") or I_f ("intensity")
     slopes: jax.Array | None  # natural-spline knot slopes of ``table`` ("cubic") or None
     energy: jax.Array  # (n_E,)
-    floor_value: jax.Array  # the floor of ``data / scale`` (relative with ``normalize``, else absolute)
-    scale: jax.Array  # the divisor of ``data``: its maximum (``normalize``) or 1
+    floor_value: jax.Array  # absolute floor (in the units of the stored intensity)
     interp: str = eqx.field(static=True)
     space: str = eqx.field(static=True)
     uniform: bool = eqx.field(static=True)
@@ -103,38 +99,17 @@ class IntensityLikelihood(AbstractSiteTerm):
         peak = jnp.max(intensity)
         if not isinstance(peak, jax.core.Tracer) and not float(peak) > 0:
             raise ValidationError("intensity", "has no positive value; the likelihood needs some signal")
-        one = jnp.ones((), intensity.dtype)
-        floor = jnp.asarray(floor, intensity.dtype)
-        self.data = intensity
-        self.scale = peak if normalize else one
-        self.floor_value = floor if normalize else floor * peak
+        self.table, floor_value = _floored_table(intensity, peak, jnp.asarray(floor, intensity.dtype), normalize, space)
+        self.slopes = cubic_slopes(self.table, axis) if interp == "cubic" else None
         self.energy = axis
+        self.floor_value = floor_value
         self.interp = interp
         self.space = space
         self.uniform = bool(uniform)
-        self.slopes = cubic_slopes(self.table, axis) if interp == "cubic" else None
 
     @property
     def k_shape(self) -> tuple[int, ...]:
-        return tuple(self.data.shape[:-1])
-
-    def knots(self, y: jax.Array) -> jax.Array:
-        """The interpolated knot values of stored intensities ``y``: ``log I_f`` (``space="log"``) or
-        ``I_f``, ``I_f = max(y / scale, floor)``. Applied to the few values each evaluation reads, so the
-        floored (log) table is never stored: the likelihood holds only the data (no copy of a BandMap's)."""
-        floored = jnp.maximum(y / self.scale, self.floor_value)
-        return jnp.log(floored) if self.space == "log" else floored
-
-    @property
-    def table(self) -> jax.Array:
-        """The whole knot table, ``log I_f`` or ``I_f``, ``(*k_shape, n_E)`` (computed: a temporary as large
-        as the data; the evaluations never form it). Also for a batch of likelihoods (leading axes)."""
-        def expand(v):  # a batch of likelihoods has leading axes on every leaf
-            v = jnp.asarray(v)
-            return v.reshape(v.shape + (1,) * (self.data.ndim - v.ndim))
-
-        floored = jnp.maximum(self.data / expand(self.scale), expand(self.floor_value))
-        return jnp.log(floored) if self.space == "log" else floored
+        return tuple(self.table.shape[:-1])
 
     def log_intensity(self, values: jax.Array) -> jax.Array:
         """``log I~(k, values[k])`` for ``values`` of shape ``k_shape``."""
@@ -142,13 +117,12 @@ class IntensityLikelihood(AbstractSiteTerm):
             raise ShapeError(
                 "bands", f"per-band shape {values.shape} differs from the intensity's k_shape {self.k_shape}"
             )
-        f = self.knots
         if self.interp == "cubic":
-            y = interp_cubic(self.data, self.slopes, self.energy, values, uniform=self.uniform, transform=f)
+            y = interp_cubic(self.table, self.slopes, self.energy, values, uniform=self.uniform)
         elif self.interp == "local-cubic":
-            y = interp_local_cubic(self.data, self.energy, values, uniform=self.uniform, transform=f)
+            y = interp_local_cubic(self.table, self.energy, values, uniform=self.uniform)
         else:
-            y = interp_linear(self.data, self.energy, values, uniform=self.uniform, transform=f)
+            y = interp_linear(self.table, self.energy, values, uniform=self.uniform)
         return y if self.space == "log" else jnp.log(jnp.maximum(y, self.floor_value))
 
     def site_energy(self, band: jax.Array, values: jax.Array) -> jax.Array:
@@ -166,14 +140,13 @@ class IntensityLikelihood(AbstractSiteTerm):
 
         The grid intervals are located once for all momenta (fast), and grid energies that coincide with
         energy-axis points give the stored costs exactly, so ``grid_table(b, self.energy, k_shape)`` equals
-        :meth:`grid_table_on_axis` (to the last bit of the log; also under ``jit``, no identity test involved).
+        :meth:`grid_table_on_axis` bit for bit (also under ``jit``; no identity test involved).
         """
         del band
         if tuple(k_shape) != self.k_shape:
             raise ShapeError("k_shape", f"{tuple(k_shape)} differs from the intensity's k_shape {self.k_shape}")
-        y = interp_grid(self.data, self.energy, grid, self.slopes, local=self.interp == "local-cubic",
-                        transform=self.knots)
-        y = y.astype(self.data.dtype)
+        y = interp_grid(self.table, self.energy, grid, self.slopes, local=self.interp == "local-cubic")
+        y = y.astype(self.table.dtype)
         return -y if self.space == "log" else -jnp.log(jnp.maximum(y, self.floor_value))
 
     def axis_costs(self, rows: jax.Array, index: jax.Array, size: int | None = None) -> jax.Array:
@@ -181,15 +154,14 @@ class IntensityLikelihood(AbstractSiteTerm):
         indices ``index`` (one per row): shape ``rows.shape``; with ``size``, the ``size`` consecutive
         indices ``index .. index + size - 1`` of each row (kept inside the axis by the caller), energy-major
         ``(size, *rows.shape)``, one contiguous read per row. The values of :meth:`grid_table_on_axis`."""
-        n = self.data.shape[-1]
-        flat = self.data.reshape(-1, n)
+        n = self.table.shape[-1]
+        flat = self.table.reshape(-1, n)
         if size is None:
             y = flat[rows, index]
         else:
             idx = jnp.stack([rows.astype(jnp.int32), index.astype(jnp.int32)], axis=-1)
             dims = jax.lax.GatherDimensionNumbers(offset_dims=(0,), collapsed_slice_dims=(0,), start_index_map=(0, 1))
             y = jax.lax.gather(flat, idx, dims, (1, size), mode="clip")
-        y = self.knots(y)
         return -y if self.space == "log" else -jnp.log(y)
 
     def grid_table_sites(
@@ -201,16 +173,28 @@ class IntensityLikelihood(AbstractSiteTerm):
         del band
         if tuple(k_shape) != self.k_shape:
             raise ShapeError("k_shape", f"{tuple(k_shape)} differs from the intensity's k_shape {self.k_shape}")
-        n = self.data.shape[-1]
+        n = self.table.shape[-1]
         slopes = None if self.slopes is None else self.slopes.reshape(-1, n)
 
         def post(y):
-            y = y.astype(self.data.dtype)
+            y = y.astype(self.table.dtype)
             y = -y if self.space == "log" else -jnp.log(jnp.maximum(y, self.floor_value))
             return y if weight is None else (weight * y).astype(grid.dtype)
 
-        return interp_grid_sites(self.data.reshape(-1, n), self.energy, grid, jnp.asarray(sites), slopes, post,
-                                 local=self.interp == "local-cubic", transform=self.knots)
+        return interp_grid_sites(self.table.reshape(-1, n), self.energy, grid, jnp.asarray(sites), slopes, post,
+                                 local=self.interp == "local-cubic")
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _floored_table(intensity, peak, floor, normalize: bool, space: str):
+    """``(log I_f or I_f, absolute floor)`` with ``I_f = max(I / peak, floor)`` (``normalize``) or
+    ``max(I, floor peak)``: one fused pass, no volume-sized temporaries."""
+    if normalize:
+        intensity = intensity / peak
+        peak = jnp.ones((), intensity.dtype)
+    floor_value = floor * peak
+    floored = jnp.maximum(intensity, floor_value)
+    return (jnp.log(floored) if space == "log" else floored), floor_value
 
 
 def _as_float(value) -> float:

@@ -92,11 +92,7 @@ def _feed(h, name: str, value: Any) -> None:
     if hasattr(value, "shape") and hasattr(value, "dtype"):
         arr = np.ascontiguousarray(np.asarray(value))
         h.update(f"{arr.dtype.str}{arr.shape}".encode() + b"\0")
-        try:  # the C-ordered bytes, without a copy of the array (large volumes)
-            data = memoryview(arr.reshape(-1)).cast("B")
-        except (TypeError, ValueError):  # dtypes without a buffer format (e.g. unicode)
-            data = arr.tobytes()
-        h.update(data)
+        h.update(arr.tobytes())
     else:
         h.update(to_json(value, name).encode() + b"\0")
 

@@ -144,10 +144,9 @@ class _Unary(NamedTuple):
             out = part if out is None else out + part
         if self.tables is not None:
             lead = () if self.band is None else (self.band,)
-            t = self.tables[lead + (m, cols)]
+            t = self.tables[(*lead, m, cols)]
             out = t if out is None else out + t
         for w, term, params in self.pointwise:
-            assert self.grid is not None  # views with pointwise terms carry the grid
             p = (w * term.site_cost(params, self.grid[m])).astype(self.dtype)
             out = p if out is None else out + p
         return out
@@ -155,7 +154,7 @@ class _Unary(NamedTuple):
     def minimum(self):
         """``min_m u(m, s)`` per site, streaming the rows (no table is formed); in place, ``size`` contiguous
         costs per site at a time."""
-        if self.inplace and self.rows is not None:
+        if self.inplace:
             size = min(_CHUNK, self.n_grid)
             n_blocks = -(-self.n_grid // size)
             start0 = jnp.zeros(self.rows.shape, jnp.int32)
