@@ -208,7 +208,7 @@ def holdout_masks(energy: AbstractTerm, fraction: float = 0.2, seed: int = 0, ma
     flat = mask.reshape(mask.shape[0], -1)
     if not np.all(flat.any(axis=1)) or np.any(flat.all(axis=1)):
         raise ValidationError("mask", "must hold out some pixels and keep some (in every fold)")
-    return jnp.asarray(mask, likelihoods[0].data.dtype)
+    return jnp.asarray(mask, likelihoods[0].table.dtype)
 
 
 def split_holdout(energy: AbstractTerm, fraction: float = 0.2, seed: int = 0,
@@ -296,20 +296,20 @@ def make_folds(energy: AbstractTerm, *, counts=None, holdout: float = 0.2, folds
         raise ValidationError("mask", "is for pixel hold-out; with counts= the data is thinned instead")
     like = likelihoods[0]
     arr = np.asarray(counts.intensity if hasattr(counts, "intensity") else counts)
-    if arr.shape != tuple(like.data.shape):
-        raise ShapeError("counts", f"has shape {arr.shape} but the likelihood's data has {tuple(like.data.shape)}")
+    if arr.shape != tuple(like.table.shape):
+        raise ShapeError("counts", f"has shape {arr.shape} but the likelihood's data has {tuple(like.table.shape)}")
     parts = thin_counts(arr, holdout, folds, seed)
     if not (np.isfinite(smooth) and smooth >= 0):
         raise ValidationError("smooth", f"must be >= 0 (energy steps), got {smooth!r}")
     scored = gaussian_filter1d(parts, float(smooth), axis=-1, mode="nearest") if smooth > 0 else parts
     axis = np.asarray(like.energy)
-    dtype = like.data.dtype
+    dtype = like.table.dtype
     fits, crits = [], []
     for part, score_part in zip(parts, scored):
         rest = arr - part
 
         def rebuild(t, rest=rest):
-            peak = t.knots(jnp.max(t.data))  # the largest knot, without forming the table
+            peak = jnp.max(t.table)
             floor = float(t.floor_value / (jnp.exp(peak) if t.space == "log" else peak))
             return IntensityLikelihood(rest, interp=t.interp, floor=floor, space=t.space, energy=axis)
 
