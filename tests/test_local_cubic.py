@@ -33,9 +33,13 @@ def test_icm_in_place_equals_the_copied_table():
                         seed=3)
     energy = IntensityLikelihood(bm, interp="local-cubic") + Smoothness(0.05)
     init = truth.with_energies(np.asarray(truth.energies) + 0.1)
-    in_place = db.reconstruct(energy, init, db.solvers.CheckerboardICM(max_epochs=30), uncertainty=None)
+    in_place = db.reconstruct(energy, init, db.solvers.CheckerboardICM(max_epochs=30, in_place=True),
+                              uncertainty=None)
     grid = np.asarray(bm.energy) + 0.0  # the same values, another array: tabulated, energy-major
-    copied = db.reconstruct(energy, init, db.solvers.CheckerboardICM(max_epochs=30), grid=grid, uncertainty=None)
+    copied = db.reconstruct(energy, init, db.solvers.CheckerboardICM(max_epochs=30, in_place=True), grid=grid,
+                            uncertainty=None)
+    auto = db.reconstruct(energy, init, db.solvers.CheckerboardICM(max_epochs=30), uncertainty=None)  # small: copied
+    np.testing.assert_array_equal(np.asarray(in_place.bands.energies), np.asarray(auto.bands.energies))
     np.testing.assert_array_equal(np.asarray(in_place.bands.energies), np.asarray(copied.bands.energies))
     err = np.abs(np.asarray(in_place.bands.energies) - np.asarray(truth.energies))
     assert np.sqrt(np.mean(err**2)) < 0.07  # from 0.1 eV off (single-site moves leave some at the ends)
