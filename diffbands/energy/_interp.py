@@ -184,8 +184,8 @@ def _local_at(knot, axis: jax.Array, i: jax.Array, t: jax.Array) -> jax.Array:
     knot indices ``j`` (same shape as ``i``)."""
     start, p = _local_start(i, axis.shape[-1])
     dx = jnp.diff(axis)
-    q = [knot(start + j) for j in range(4)]
-    return _local_hermite(*q, dx[start], dx[start + 1], dx[start + 2], p, t)
+    q0, q1, q2, q3 = (knot(start + j) for j in range(4))
+    return _local_hermite(q0, q1, q2, q3, dx[start], dx[start + 1], dx[start + 2], p, t)
 
 
 def interp_grid_sites(

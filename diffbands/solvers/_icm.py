@@ -144,9 +144,10 @@ class _Unary(NamedTuple):
             out = part if out is None else out + part
         if self.tables is not None:
             lead = () if self.band is None else (self.band,)
-            t = self.tables[(*lead, m, cols)]
+            t = self.tables[lead + (m, cols)]
             out = t if out is None else out + t
         for w, term, params in self.pointwise:
+            assert self.grid is not None  # views with pointwise terms carry the grid
             p = (w * term.site_cost(params, self.grid[m])).astype(self.dtype)
             out = p if out is None else out + p
         return out
