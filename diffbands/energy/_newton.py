@@ -443,8 +443,7 @@ def refine_generative(
     tied fit is evaluated on the full grid from its coefficients, so the theory's fine structure is kept), and
     ``fine_rounds`` x ``fine_sweeps`` sweeps (then ``width_steps``) finish at full resolution from the
     coarse widths (``fine_sweeps=0``: the interpolation alone; ``trace`` and ``deviance`` are then the coarse
-    grid's). The cost of the many sweeps falls by
-    ``coarse ** n_k_axes``.
+    grid's). The cost of the many sweeps falls by ``coarse ** n_k_axes``.
     """
     counts, energy, bands0 = _poisson_inputs(bandmap, bands0, "bands0", "the Newton refinement")
     k_shape = tuple(counts.shape[:-1])
@@ -523,7 +522,7 @@ def _upsample(x: jax.Array, step: int, k_shape: tuple[int, ...]) -> jax.Array:
     ``(n, *k_shape)`` (constant beyond the last coarse point)."""
     for ax, m in enumerate(k_shape):  # one or two momentum axes
         pos = jnp.minimum(jnp.arange(m, dtype=x.dtype) / step, x.shape[ax + 1] - 1)
-        lo = jnp.minimum(jnp.floor(pos).astype(jnp.int32), x.shape[ax + 1] - 1)
+        lo = jnp.floor(pos).astype(jnp.int32)  # pos is already clamped to the last coarse point
         hi = jnp.minimum(lo + 1, x.shape[ax + 1] - 1)
         w = (pos - lo).reshape([m if i == ax + 1 else 1 for i in range(x.ndim)])
         x = jnp.take(x, lo, axis=ax + 1) * (1 - w) + jnp.take(x, hi, axis=ax + 1) * w
