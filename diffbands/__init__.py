@@ -26,6 +26,7 @@ from ._errors import (
     SolverError,
     ValidationError,
 )
+from ._memory import trim_after_compiles as _trim_after_compiles
 from ._paths import data_dir, data_path
 from ._peaks import ridge_strength, track_peaks
 from ._reconstruct import (
@@ -42,6 +43,8 @@ from ._sharding import global_batch, local_results, solve_batch
 from ._uncertainty import BandUncertainty, band_uncertainty, low_confidence
 from ._version import __version__
 from .io import read as load
+
+_trim_after_compiles()  # the compiler's freed memory goes back to the OS before a large program runs
 
 __all__ = [
     "enable_compilation_cache",

@@ -163,7 +163,19 @@ def _private_copy(arr: np.ndarray) -> jax.Array:
     cannot reach it. The copy is made by numpy: on CPU, ``jax.device_put(arr, may_alias=False)`` still
     aliased a suitably aligned caller buffer (JAX 0.10.2; seen as an order-dependent test failure), while
     aliasing our own private copy is harmless (and then it is the only copy)."""
-    return jax.block_until_ready(jax.device_put(np.array(arr, copy=True)))
+    return jax.block_until_ready(jax.device_put(_aligned_copy(arr)))
+
+
+def _aligned_copy(arr: np.ndarray, alignment: int = 64) -> np.ndarray:
+    """A C-contiguous copy of ``arr`` whose data start on an ``alignment``-byte boundary. XLA on CPU can only
+    adopt a host buffer so aligned; numpy's own large allocations usually are not (16 bytes past a page), and
+    then ``device_put`` copied the copy: three volumes alive at once while a volume was loaded."""
+    arr = np.asarray(arr)
+    raw = np.empty(arr.nbytes + alignment, np.uint8)
+    start = (-raw.ctypes.data) % alignment
+    out = raw[start:start + arr.nbytes].view(arr.dtype).reshape(arr.shape)
+    np.copyto(out, arr)
+    return out
 
 
 def _is_uniform(axis: np.ndarray) -> bool:

@@ -14,6 +14,7 @@ import numpy as np
 
 from ._data import BandMap, Bands, FrozenMeta
 from ._errors import ShapeError, ValidationError
+from ._memory import release_free_memory
 from .energy import (
     AbstractTerm,
     FeatureExclusion,
@@ -205,6 +206,7 @@ def reconstruct(
                        "grid": None if grid is None else input_hash(jnp.asarray(grid))},
             "settings": {"solver": describe(solver), "uncertainty": uncertainty},
             "environment": environment()}, resume=resume, log=log)
+    release_free_memory()  # what building the energy freed, before the solve's own peak
     t0 = time.perf_counter()
     if ckpt is None:
         res: SolveResult = solve(solver, energy, init.energies, grid)
@@ -599,6 +601,7 @@ def reconstruct_from_theory(
             ckpt.write("perturbed", settings=cfg, init=init)
     sigma = cfg["sigma"]
     sigma = None if sigma in (None, "none", 0, 0.0) else float(sigma)
+    release_free_memory()  # what the alignment freed, before the likelihood's table is built
     energy = default_energy(bandmap, init, eta=float(cfg["eta"]), sigma=sigma, interp=cfg["interp"],
                             exclusion=float(cfg["exclusion"]))
     solver = make_solver(str(cfg["solver"]), int(cfg["epochs"]), int(cfg["steps"]), float(cfg["max_shift"]),

@@ -132,9 +132,11 @@ def test_sweep_is_the_same_as_separate_solves(small):
     assert res.bands.shape == (2, 2, 1, 16, 16)
     assert res.energies.shape == res.n_steps.shape == (2, 2) and res.scores is None
     one = solve(Default(), set_eta(energy, 0.12), truth.energies + 0.15)
-    # the same fit up to the L-BFGS stopping tolerance (xtol = 0.1 meV), far below the 42 meV energy step
-    np.testing.assert_allclose(res.bands[1, 1], one.bands, atol=1e-3)
-    np.testing.assert_allclose(res.energies[1, 1], one.energy, rtol=1e-4)
+    # the same fit: the vmapped sweep and the single solve round differently, so their L-BFGS paths stop a few
+    # steps apart; at equal energy (to 1e-5) a pixel of this 10-count volume, where the posterior is flat, may
+    # then sit about 1 meV apart (measured 1.1 meV with the default 3 correction pairs), far below the 42 meV step
+    np.testing.assert_allclose(res.bands[1, 1], one.bands, atol=2e-3)
+    np.testing.assert_allclose(res.energies[1, 1], one.energy, rtol=1e-5)
     # a smaller eta gives a smoother solution
     rough = [float(jnp.sum(jnp.diff(res.bands[i, 0], axis=-1) ** 2)) for i in range(2)]
     assert rough[0] < rough[1]

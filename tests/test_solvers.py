@@ -409,11 +409,22 @@ def test_vmapped_batch_of_datasets_equals_separate_solves():
         assert isinstance(batched, SolveResult) and batched.bands.shape == (2, 1, nx, ny)
         for i in range(2):
             single = solve(solver, ens[i], b0s[i])
-            assert int(batched.n_steps[i]) == int(single.n_steps)
+            n_one, n_batch = int(single.n_steps), int(batched.n_steps[i])
+            # the discrete stage is exact; the L-BFGS refinement agrees to float32 rounding (XLA splits batched
+            # reductions differently), which can move its stop on band motion (0.5 meV RMS) by one step
+            assert abs(n_batch - n_one) <= (1 if isinstance(solver, Default) else 0), (n_batch, n_one)
             if single.indices is not None:
                 np.testing.assert_array_equal(np.asarray(batched.indices[i]), np.asarray(single.indices))
-            np.testing.assert_allclose(np.asarray(batched.bands[i]), np.asarray(single.bands), atol=1e-4)
-            np.testing.assert_allclose(np.asarray(batched.trace[i]), np.asarray(single.trace), rtol=1e-4)
+            diff = np.asarray(batched.bands[i]) - np.asarray(single.bands)
+            if n_batch == n_one:
+                np.testing.assert_allclose(diff, 0.0, atol=1e-4)
+            else:  # one refinement step apart: the stopping rule bounds what that last step moved
+                refine = solver.refine
+                assert np.max(np.abs(diff)) <= max(refine.xtol, 1e-4) or np.sqrt(np.mean(diff**2)) <= refine.rms_tol
+            t_batch, t_one = np.asarray(batched.trace[i]), np.asarray(single.trace)
+            both = np.isfinite(t_batch) & np.isfinite(t_one)
+            assert np.sum(np.isfinite(t_batch) != np.isfinite(t_one)) == abs(n_batch - n_one)
+            np.testing.assert_allclose(t_batch[both], t_one[both], rtol=1e-4)
 
 
 def test_vmapped_chain_dp_equals_separate_solves():

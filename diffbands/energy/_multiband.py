@@ -85,14 +85,26 @@ class FeatureExclusion(AbstractTerm):
         if self.pair_weights is not None and self.pair_weights.shape != (n, n):
             raise ShapeError("pair_weights", f"has shape {self.pair_weights.shape} but the bands have {n} bands")
         total = jnp.zeros((), dtype=jnp.result_type(bands.dtype, self.width.dtype))
-        # one vectorised step per band offset d (pairs (b, b + d)), not one per pair or per k point
-        for d in range(1, n):
-            overlap = jnp.exp(-((bands[d:] - bands[:-d]) ** 2) / (4 * self.width**2))
+        if n < 2:
+            return self.strength * total
+        # one vectorised step per band offset d (pairs (b, b + d)), not one per pair or per k point, in a
+        # rematerialised loop: every step gathers the partners E_{b+d} of all n rows (the last d masked
+        # out), so the steps share one shape and only one step's temporaries are ever alive (static slices
+        # per offset made XLA keep all n - 1 differences at once: about n arrays the size of the bands)
+        rows = jnp.arange(n)
+
+        def offset(d, acc):
+            valid = rows + d < n
+            partner = jnp.minimum(rows + d, n - 1)
+            gap = jnp.take(bands, partner, axis=0) - bands
+            overlap = jnp.where(valid.reshape(-1, *([1] * (bands.ndim - 1))),
+                                jnp.exp(-(gap**2) / (4 * self.width**2)), 0)
             if self.pair_weights is not None:
-                m = jnp.diagonal(self.pair_weights, offset=d)
+                m = jnp.where(valid, self.pair_weights[rows, partner], 0)
                 overlap = m.reshape(-1, *([1] * (bands.ndim - 1))) * overlap
-            total = total + jnp.sum(overlap)
-        return self.strength * total
+            return acc + jnp.sum(overlap)
+
+        return self.strength * jax.lax.fori_loop(1, n, jax.checkpoint(offset), total)
 
     def hessian_diag(self, bands: jax.Array) -> jax.Array:
         r"""``s sum_{b' != b} m_{bb'} g''(E_b - E_b')`` with ``g(x) = exp(-x^2 / (4 w^2))``,

@@ -490,10 +490,18 @@ def refine_generative(
 
         tied = fit_tied_generative(bandmap, bands0, **tied_kw)
         bands0 = -jnp.sort(-tied.bands, axis=0) if sort else tied.bands
-    log_amp0, bg = _initial_nuisance(counts, energy, occ, bands0, sigma, gamma, em_steps, temperature is not None)
+    return _start_and_run(counts, energy, occ, k_coords, bands0, theory, sigma=sigma, gamma=gamma, kappa=kappa,
+                          em_steps=em_steps, fermi=temperature is not None, rounds=int(rounds), sweeps=int(sweeps),
+                          run_kw=run_kw)
+
+
+def _start_and_run(counts, energy, occ, k_coords, bands0, theory, *, sigma, gamma, kappa, em_steps, fermi, rounds,
+                   sweeps, run_kw) -> NewtonRefinement:
+    """Amplitudes and background fitted to ``bands0`` (:func:`_initial_nuisance`), then :func:`_run`."""
+    log_amp0, bg = _initial_nuisance(counts, energy, occ, bands0, sigma, gamma, em_steps, fermi)
     kap = 1e-6 if kappa is None else kappa
-    return _run(counts, energy, occ, k_coords, bands0, log_amp0, bg, theory, (sigma, gamma, kap), rounds=int(rounds),
-                sweeps=int(sweeps), **run_kw)
+    return _run(counts, energy, occ, k_coords, bands0, log_amp0, bg, theory, (sigma, gamma, kap), rounds=rounds,
+                sweeps=sweeps, **run_kw)
 
 
 def _run(counts, energy, occ, k_coords, bands0, log_amp0, bg, theory, widths, *, eta, eta_amp, inv_st2, rounds,
@@ -549,10 +557,8 @@ def _coarse_to_fine(bandmap, counts, energy, occ, k_coords, bands0, theory, step
         base_full, base_coarse = -jnp.sort(-base_full, axis=0), -jnp.sort(-base_coarse, axis=0)
     c_counts = jnp.asarray(coarse_map.intensity, counts.dtype)
     c_coords = tuple(jnp.asarray(k, counts.dtype) for k in coarse_map.k_coords)
-    log_amp0, bg = _initial_nuisance(c_counts, energy, occ, base_coarse, sigma, gamma, em_steps, fermi)
-    kap = 1e-6 if kappa is None else kappa
-    first = _run(c_counts, energy, occ, c_coords, base_coarse, log_amp0, bg, theory[sub], (sigma, gamma, kap),
-                 rounds=rounds, sweeps=sweeps, **run_kw)
+    first = _start_and_run(c_counts, energy, occ, c_coords, base_coarse, theory[sub], sigma=sigma, gamma=gamma,
+                           kappa=kappa, em_steps=em_steps, fermi=fermi, rounds=rounds, sweeps=sweeps, run_kw=run_kw)
     # the coarse rounds' change to the start, not the bands themselves: the start's fine structure is kept
     bands = base_full + _upsample(first.bands - base_coarse, step, k_shape)
     log_amp = _upsample(first.log_amp, step, k_shape)

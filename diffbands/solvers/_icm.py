@@ -539,7 +539,7 @@ class CheckerboardICM(AbstractIterativeSolver):
         shared_c = None if inplace else parts.shared_colour_tables(grid, k_shape, sites)
         tabulated = [(w, t) for (w, t), kind in zip(parts.site, kinds) if kind == "table"]
         pointwise = tuple((w, t) for (w, t), kind in zip(parts.site, kinds) if kind == "pointwise")
-        if shared_c is None and not tabulated and not pointwise:  # no site term: zero unary costs
+        if shared_c is None and not inplace and not tabulated and not pointwise:  # no site term: zero costs
             shared_c = tuple(jnp.zeros((n_grid, len(s)), grid.dtype) for s in sites)
         shared_pair: tuple = (None, None) if shared_c is None else shared_c
 
