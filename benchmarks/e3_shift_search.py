@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -34,13 +35,11 @@ def main() -> None:
     p.add_argument("--out", default=str(HERE / "results" / "e3_shift_search.json"))
     args = p.parse_args()
 
-    import sys
-
     sys.path.insert(0, str(ROOT))  # the experiments package, for E3's theories and reference ICM
     import diffbands as db
     from diffbands.synth import make_preset
     from diffbands.theory import first_bz_mask
-    from experiments._common import load_config
+    from experiments._common import load_config, rmse
     from experiments.e3_wse2_14band import _solve, _theory
 
     e3 = load_config("e3")
@@ -50,18 +49,17 @@ def main() -> None:
         kx, ky = (np.asarray(c) for c in bandmap.k_coords)
         mask = np.asarray(first_bz_mask(kx, ky, float(e3["lattice_a"])))
 
-        def rmse(bands, truth=truth, mask=mask):
-            d = np.asarray(bands, np.float64) - np.asarray(truth.energies, np.float64)
-            return 1e3 * np.sqrt(np.mean(d[:, mask] ** 2, axis=1))
+        def rmse_mev(bands, truth=truth, mask=mask):  # per band, first Brillouin zone, as E3 reports it
+            return 1e3 * rmse(bands, truth.energies, mask[None], (1, 2))
 
         for name, spec in e3["inits"].items():
             theory = _theory(spec, bandmap)
-            ref = rmse(_solve("icm", bandmap, theory, truth, mask, {"eta": e3["eta"], "epochs": e3["epochs"]})[0])
+            ref = rmse_mev(_solve("icm", bandmap, theory, truth, mask, {"eta": e3["eta"], "epochs": e3["epochs"]})[0])
             case = {"init": name, "counts": counts, "icm_rmse_meV": ref.round(2).tolist(), "runs": {}}
             for shift in args.max_shifts:
                 t0 = time.perf_counter()
                 rec = db.reconstruct_from_theory(bandmap, theory, {"max_shift": shift}, uncertainty=None)
-                r = rmse(rec.bands.energies)
+                r = rmse_mev(rec.bands.energies)
                 losses = [b for b in range(r.size) if r[b] >= ref[b]]
                 case["runs"][f"{shift:g}"] = {"rmse_meV": r.round(2).tolist(), "mean_rmse_meV": round(float(r.mean()), 2),
                                              "not_below_icm": losses, "seconds": round(time.perf_counter() - t0, 2)}

@@ -133,12 +133,9 @@ class IntensityLikelihood(AbstractSiteTerm):
         temporaries exist for one band, not for all at once, and the gradient stores no residuals beyond the
         bands themselves. This is what keeps a gradient solve of 14 bands within a fraction of a volume of
         working memory (issue 7); it costs one extra forward pass per gradient."""
-        if bands.shape[1:] != self.k_shape:
-            raise ShapeError(
-                "bands", f"per-band shape {bands.shape[1:]} differs from the intensity's k_shape {self.k_shape}"
-            )
-        # per-site costs from the loop, summed outside it: the same reduction as summing all sites at once,
-        # so a vmapped batch of datasets gives each dataset's sum bit for bit
+        # per-site costs from the loop (log_intensity checks each band's shape), summed outside it: the same
+        # reduction as summing all sites at once, so a vmapped batch of datasets gives each dataset's sum bit
+        # for bit
         band_costs = jax.checkpoint(lambda values: -self.log_intensity(values))
         return jnp.sum(jax.lax.map(band_costs, bands))
 
